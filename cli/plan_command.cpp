@@ -1,0 +1,104 @@
+// `sextant plan`: read the model and cluster, search, store, print, write the plan file.
+#include "cli/plan_command.h"
+
+#include <cstdio>
+#include <ostream>
+
+#include <CLI/CLI.hpp>
+
+#include "cost_model/error.h"
+#include "cost_model/json_fields.h"
+#include "cost_model/store.h"
+#include "planner/plan_output.h"
+#include "planner/search.h"
+#include "profiles/cluster_catalog.h"
+
+namespace sextant {
+
+void add_plan_command(CLI::App& app, PlanOptions& o) {
+  CLI::App* plan = app.add_subcommand("plan", "Recommend a parallel layout for a model on a cluster");
+  plan->add_option("--model", o.model_path, "Hugging Face config.json or sextant model JSON")->required();
+  plan->add_option("--cluster", o.cluster, "Built-in cluster name or a cluster JSON file")
+      ->capture_default_str();
+  plan->add_option("--gpus", o.gpus, "Number of devices to use")->required();
+  plan->add_option("--global-batch", o.global_batch, "Global batch size in sequences")->required();
+  plan->add_option("--seq", o.seq, "Sequence length (default: the model's context length)");
+  plan->add_option("--precision", o.precision, "bf16, fp16 or fp32")->capture_default_str();
+  plan->add_option("--attention", o.attention, "flash or standard (materialised scores)")
+      ->capture_default_str();
+  plan->add_flag("--fp32-grads", o.fp32_grads, "Keep fp32 gradients (Megatron-LM main grads)");
+  plan->add_option("--fix", o.fix, "Pin axes: k=v,... (dp, tp, pp, vpp, zero, micro_batch, "
+                                   "grad_accum, recompute, sequence_parallel, offload)");
+  plan->add_option("--format", o.format, "table, json or csv")->capture_default_str();
+  plan->add_option("--top", o.top, "How many layouts to list")->capture_default_str();
+  plan->add_option("--out", o.out, "Write the best layout's plan file here");
+  plan->add_option("--db", o.db, "SQLite store")->capture_default_str();
+}
+
+namespace {
+
+void check_range(const char* flag, int64_t value, int64_t lo, int64_t hi) {
+  if (value < lo || value > hi)
+    throw InputError(flag, "", "must be an integer in [" + std::to_string(lo) + ", " +
+                                   std::to_string(hi) + "] (got " + std::to_string(value) + ")");
+}
+
+}  // namespace
+
+void run_plan(const PlanOptions& o, std::ostream& out) {
+  check_range("--gpus", o.gpus, 1, 1 << 20);
+  check_range("--global-batch", o.global_batch, 1, int64_t{1} << 31);
+  check_range("--seq", o.seq, 0, 1 << 22);
+  check_range("--top", o.top, 1, 100000);
+  if (o.format != "table" && o.format != "json" && o.format != "csv")
+    throw InputError("--format", "", "got \"" + o.format + "\"; allowed: table, json, csv");
+  if (o.attention != "flash" && o.attention != "standard")
+    throw InputError("--attention", "", "got \"" + o.attention + "\"; allowed: flash, standard");
+
+  SearchRequest req;
+  const nlohmann::json model_config = JsonFields::load_object_file(o.model_path);
+  req.model = model_spec_from_json(model_config, o.model_path, o.seq);
+  if (req.model.name.empty()) req.model.name = o.model_path;
+  nlohmann::json cluster_json;
+  req.cluster = load_cluster(o.cluster, &cluster_json);
+  req.gpus = o.gpus;
+  req.job.global_batch = o.global_batch;
+  req.job.precision = precision_from_string(o.precision, "--precision");
+  req.job.flash_attention = o.attention == "flash";
+  req.job.fp32_grads = o.fp32_grads;
+  req.fixed = parse_fixed_axes(o.fix);
+  req.top_k = o.top;
+
+  Store store(o.db);  // refuse an unwritable store before searching
+  const SearchResult result = search(req);
+
+  std::string tmp_plan;
+  if (!o.out.empty() && !result.candidates.empty()) {
+    nlohmann::json plan = plan_to_json(req, result.candidates.front(), cluster_json);
+    plan["model"]["config"] = model_config;
+    tmp_plan = o.out + ".partial";
+    write_file_atomically(tmp_plan, plan.dump(2) + "\n", "--out");
+  }
+  SearchRecord record{req.model, cluster_json, req.cluster.name, req.gpus, req.job, o.fix,
+                      result.evaluated, result.feasible, result.seconds, {}};
+  for (size_t i = 0; i < result.candidates.size(); ++i)
+    record.plans.push_back({static_cast<int64_t>(i) + 1, result.candidates[i].layout,
+                            result.candidates[i].prediction});
+  try {
+    store.save_search(record);
+  } catch (...) {
+    if (!tmp_plan.empty()) std::remove(tmp_plan.c_str());
+    throw;
+  }
+  if (!tmp_plan.empty() && std::rename(tmp_plan.c_str(), o.out.c_str()) != 0) {
+    std::remove(tmp_plan.c_str());
+    throw InputError("--out", o.out, "cannot write the plan file");
+  }
+
+  if (o.format == "json") out << search_to_json(req, result).dump(2) << "\n";
+  else if (o.format == "csv") out << search_to_csv(result);
+  else out << search_to_table(req, result);
+  if (!o.out.empty() && o.format == "table") out << "plan written to " << o.out << "\n";
+}
+
+}  // namespace sextant

@@ -1,0 +1,231 @@
+// Stage table, memory model and time model.
+#include "cost_model/estimator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "cost_model/model_graph.h"
+#include "cost_model/partition.h"
+#include "cost_model/schedule.h"
+
+namespace sextant {
+namespace {
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+constexpr double kBucketParams = 40e6;  // gradient bucket (Megatron-LM's default size)
+
+struct StateBytes {
+  double weights, grads, optimizer;  // per parameter
+};
+
+// DESIGN.md: mixed-precision Adam keeps 2 + 2 + 12 bytes per parameter (fp32 master, m, v);
+// fp32 training keeps 4 + 4 + 8 (m, v).
+StateBytes state_bytes(const JobSpec& job) {
+  if (job.precision == Precision::fp32) return {4, 4, 8};
+  return {2, job.fp32_grads ? 4.0 : 2.0, 12};
+}
+
+}  // namespace
+
+StageTable build_stage_table(const ModelSpec& model, const LayerContext& ctx, int64_t pp,
+                             int64_t vpp, const GroupLinks& pp_links) {
+  const LayerCost block = block_cost(ctx);
+  const LayerCost embed = embedding_cost(ctx);
+  const LayerCost head = head_cost(ctx);
+  const int64_t chunks = pp * vpp;
+  const int64_t layers = model.num_layers;
+
+  // Balance fwd+bwd time; the embedding rides with the first block, head and loss with the last.
+  std::vector<double> weights(static_cast<size_t>(layers), block.fwd_s() + block.bwd_s());
+  weights.front() += embed.fwd_s() + embed.bwd_s();
+  weights.back() += head.fwd_s() + head.bwd_s();
+  StageTable table;
+  table.pp = pp;
+  table.vpp = vpp;
+  table.blocks_per_chunk = linear_partition(weights, chunks);
+  table.stages.assign(static_cast<size_t>(pp), StageSummary{});
+
+  const double elem = static_cast<double>(bytes_per_element(ctx.precision));
+  table.p2p_bytes = static_cast<double>(model.seq_len * ctx.micro_batch * model.hidden_size) * elem /
+                    (ctx.sequence_parallel ? static_cast<double>(ctx.tp) : 1.0);
+  const double p2p_one_s = collective_time_s(Collective::send_recv, table.p2p_bytes, pp_links);
+
+  auto add = [](StageSummary& s, const LayerCost& c, double count) {
+    s.params += count * c.params;
+    s.largest_layer_params = std::max(s.largest_layer_params, c.params);
+    s.compute_s += count * (c.fwd_compute_s + c.bwd_compute_s + c.recompute_s);
+    s.tp_comm_s += count * (c.fwd_tp_comm_s + c.bwd_tp_comm_s);
+    s.activation_bytes += count * c.activation_bytes;
+    s.workspace_bytes = std::max(s.workspace_bytes, c.workspace_bytes);
+    s.model_flops += count * 3 * c.fwd_flops;
+    s.hardware_flops += count * (3 * c.fwd_flops + c.recompute_flops);
+  };
+  for (int64_t g = 0; g < chunks; ++g) {
+    StageSummary& s = table.stages[static_cast<size_t>(g % pp)];
+    const double n = static_cast<double>(table.blocks_per_chunk[static_cast<size_t>(g)]);
+    s.blocks += table.blocks_per_chunk[static_cast<size_t>(g)];
+    add(s, block, n);
+    if (g == 0) {
+      add(s, embed, 1);
+      s.has_embedding = true;
+    }
+    if (g == chunks - 1) {
+      add(s, head, 1);
+      s.has_head = true;
+      // Tied embeddings across stages: the last stage keeps its own copy of the word
+      // embedding for the output projection (Megatron-LM), synchronised by all-reduce.
+      if (model.tied_embeddings && pp > 1)
+        s.params += static_cast<double>(model.vocab_size * model.hidden_size) / static_cast<double>(ctx.tp);
+    }
+    s.p2p_s += (g < chunks - 1 ? p2p_one_s : 0.0) + (g > 0 ? p2p_one_s : 0.0);
+  }
+  return table;
+}
+
+MemoryBreakdown predict_memory(const ClusterSpec& cluster, const JobSpec& job,
+                               const ParallelLayout& l, const StageTable& table) {
+  const StateBytes per = state_bytes(job);
+  const double dp = static_cast<double>(l.dp);
+  MemoryBreakdown worst;
+  for (int64_t i = 0; i < l.pp; ++i) {
+    const StageSummary& s = table.stages[static_cast<size_t>(i)];
+    MemoryBreakdown m;
+    m.stage = i;
+    const double n = s.params;
+    const bool params_on_host = l.offload == Offload::params;
+    m.params_bytes = params_on_host ? 0 : n * per.weights / (l.zero >= 3 ? dp : 1.0);
+    m.grads_bytes = n * per.grads / (l.zero >= 2 ? dp : 1.0);
+    m.optimizer_bytes = l.offload != Offload::none ? 0 : n * per.optimizer / (l.zero >= 1 ? dp : 1.0);
+    const int64_t in_flight = max_in_flight_chunks(l.pp, l.vpp, l.grad_accum, i);
+    m.activations_bytes = s.activation_bytes / static_cast<double>(l.vpp) * static_cast<double>(in_flight);
+    // Communication buffers: gradient buckets for reduce-scatter, ZeRO-3 gathered layers
+    // (current + prefetched), pipeline send/receive tensors.
+    if (l.dp > 1 && l.zero >= 1) m.comm_buffer_bytes += std::min(n, kBucketParams) * per.grads;
+    if (l.zero >= 3 || params_on_host) m.comm_buffer_bytes += 2 * s.largest_layer_params * per.weights;
+    if (l.pp > 1) m.comm_buffer_bytes += 2 * table.p2p_bytes;
+    m.workspace_bytes = s.workspace_bytes;
+    m.reserved_bytes = cluster.device.reserved_bytes;
+    m.peak_bytes = m.params_bytes + m.grads_bytes + m.optimizer_bytes + m.activations_bytes +
+                   m.comm_buffer_bytes + m.workspace_bytes + m.reserved_bytes;
+    if (i == 0 || m.peak_bytes > worst.peak_bytes) worst = m;
+  }
+  return worst;
+}
+
+Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSpec& model,
+                   const ParallelLayout& l, const StageTable& table, const GroupLinks& dp_links) {
+  Prediction p;
+  const DeviceSpec& dev = cluster.device;
+  const StateBytes per = state_bytes(job);
+  const double m = static_cast<double>(l.grad_accum);
+
+  // Pipeline: 1F1B takes (m-1)·max + Σ stage times; interleaving divides the fill and
+  // drain by vpp: m·max + (Σ - max)/vpp. Both equal the simulator on uniform stages.
+  const StageSummary* slowest = &table.stages[0];
+  double sum_s = 0;
+  for (const StageSummary& s : table.stages) {
+    sum_s += s.total_s();
+    if (s.total_s() > slowest->total_s()) slowest = &s;
+  }
+  const double max_s = slowest->total_s();
+  const double pipeline_s = l.vpp == 1 ? (m - 1) * max_s + sum_s
+                                       : m * max_s + (sum_s - max_s) / static_cast<double>(l.vpp);
+  TimeBreakdown& t = p.time;
+  t.compute_s = m * slowest->compute_s;
+  t.tp_comm_s = m * slowest->tp_comm_s;
+  t.pp_p2p_s = m * slowest->p2p_s;
+  t.bubble_s = pipeline_s - m * max_s;
+
+  // Data parallel, per stage (stages run their reductions at the same time).
+  for (const StageSummary& s : table.stages) {
+    const double n = s.params;
+    double exposed = 0;
+    if (l.dp > 1) {
+      const double grad_bytes = n * per.grads;
+      const double buckets = std::max(1.0, std::ceil(n / kBucketParams));
+      const double reduce_s = collective_time_s(
+          l.zero == 0 ? Collective::all_reduce : Collective::reduce_scatter, grad_bytes, dp_links);
+      // Gradient reduction overlaps the last micro-batch's backward, all but the last bucket.
+      const double bwd_window_s = s.total_s() * 2.0 / 3.0;
+      exposed = std::max(reduce_s - bwd_window_s, reduce_s / buckets);
+      const double gather_s = collective_time_s(Collective::all_gather, n * per.weights, dp_links);
+      if (l.zero == 1 || l.zero == 2) exposed += gather_s;  // updated shards after the step
+      if (l.zero == 3) {  // gathered before forward and before backward of every micro-batch
+        const double fwd_window_s = s.total_s() / 3.0;
+        exposed += m * (std::max(0.0, gather_s - fwd_window_s) + std::max(0.0, gather_s - bwd_window_s));
+      }
+    }
+    t.dp_comm_s = std::max(t.dp_comm_s, exposed);
+
+    // Optimizer step over this rank's shard: read master, m, v and the gradient, write
+    // master, m, v and the working copy.
+    const double shard = n / (l.zero >= 1 ? static_cast<double>(l.dp) : 1.0);
+    const double step_bytes = shard * (2 * per.optimizer + per.grads + per.weights);
+    double opt_s = memory_time_s(dev, step_bytes);
+    double offload_s = 0;
+    if (l.offload != Offload::none && cluster.pcie_bw_bytes_per_s > 0) {
+      const double host_bw =
+          cluster.host_memory_bw_bytes_per_s / static_cast<double>(cluster.devices_per_node);
+      opt_s = host_bw > 0 ? step_bytes / host_bw : opt_s;
+      offload_s = shard * (per.grads + per.weights) / cluster.pcie_bw_bytes_per_s;
+      if (l.offload == Offload::params)  // weights streamed in for forward and backward
+        offload_s += m * std::max(0.0, 2 * n * per.weights / cluster.pcie_bw_bytes_per_s - s.total_s());
+    }
+    t.optimizer_s = std::max(t.optimizer_s, opt_s);
+    t.offload_s = std::max(t.offload_s, offload_s);
+  }
+  t.step_s = pipeline_s + t.dp_comm_s + t.optimizer_s + t.offload_s;
+
+  // Throughput and FLOP rates.
+  const double tokens = static_cast<double>(l.global_batch() * model.seq_len);
+  p.tokens_per_s = tokens / t.step_s;
+  double model_flops = 0, hardware_flops = 0;
+  for (const StageSummary& s : table.stages) {
+    model_flops += s.model_flops;
+    hardware_flops += s.hardware_flops;
+  }
+  // Stage FLOPs are one micro-batch on one tp rank: scale by tp, m and dp.
+  const double scale = static_cast<double>(l.tp) * m * static_cast<double>(l.dp);
+  const double gpus = static_cast<double>(l.world_size());
+  p.model_tflops_per_gpu = model_flops * scale / t.step_s / gpus / 1e12;
+  p.hardware_tflops_per_gpu = hardware_flops * scale / t.step_s / gpus / 1e12;
+  const double peak = dev.peak_flops_per_s(job.precision) / 1e12;
+  p.mfu = p.model_tflops_per_gpu / peak;
+  p.hfu = p.hardware_tflops_per_gpu / peak;
+
+  p.memory = predict_memory(cluster, job, l, table);
+  if (p.memory.peak_bytes > dev.memory_bytes) {
+    std::ostringstream why;
+    why.precision(3);
+    why << "pipeline stage " << p.memory.stage << " needs " << std::fixed << p.memory.peak_bytes / kGiB
+        << " GiB per rank, device has " << dev.memory_bytes / kGiB << " GiB (over by "
+        << static_cast<int64_t>(p.memory.peak_bytes - dev.memory_bytes) << " bytes)";
+    p.feasible = false;
+    p.reason = why.str();
+  }
+  return p;
+}
+
+nlohmann::json prediction_to_json(const Prediction& p) {
+  const MemoryBreakdown& m = p.memory;
+  const TimeBreakdown& t = p.time;
+  return {{"step_time_s", t.step_s},
+          {"tokens_per_s", p.tokens_per_s},
+          {"model_tflops_per_gpu", p.model_tflops_per_gpu},
+          {"hardware_tflops_per_gpu", p.hardware_tflops_per_gpu},
+          {"mfu", p.mfu},
+          {"hfu", p.hfu},
+          {"time", {{"compute_s", t.compute_s}, {"tp_comm_s", t.tp_comm_s},
+                    {"pp_p2p_s", t.pp_p2p_s}, {"bubble_s", t.bubble_s},
+                    {"dp_comm_exposed_s", t.dp_comm_s}, {"optimizer_s", t.optimizer_s},
+                    {"offload_s", t.offload_s}}},
+          {"memory", {{"stage", m.stage}, {"params_bytes", m.params_bytes},
+                      {"grads_bytes", m.grads_bytes}, {"optimizer_bytes", m.optimizer_bytes},
+                      {"activations_bytes", m.activations_bytes},
+                      {"comm_buffer_bytes", m.comm_buffer_bytes},
+                      {"workspace_bytes", m.workspace_bytes}, {"reserved_bytes", m.reserved_bytes},
+                      {"peak_bytes", m.peak_bytes}}}};
+}
+
+}  // namespace sextant

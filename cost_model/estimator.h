@@ -1,0 +1,89 @@
+// The cost model's prediction for one layout: per-stage costs from the layer costs and
+// the stage partition, then memory (per rank, itemised) and step time (with breakdown).
+// Split in two so the planner can reuse a StageTable across dp, zero and offload.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cost_model/cluster_spec.h"
+#include "cost_model/collective.h"
+#include "cost_model/layer_cost.h"
+#include "cost_model/layout.h"
+#include "cost_model/model_spec.h"
+
+namespace sextant {
+
+inline constexpr const char* kCostModelVersion = "sextant-cost-model 1";
+
+struct JobSpec {
+  int64_t global_batch = 1;
+  Precision precision = Precision::bf16;
+  bool flash_attention = true;
+  // Megatron-LM keeps fp32 main gradients (4 bytes/param) under 16-bit training;
+  // the default is DESIGN.md's 2-byte gradients.
+  bool fp32_grads = false;
+};
+
+struct StageSummary {
+  int64_t blocks = 0;
+  bool has_embedding = false, has_head = false;
+  double params = 0;                // held by one tp rank of this stage
+  double largest_layer_params = 0;  // per tp rank, for ZeRO-3 gather buffers
+  double compute_s = 0;             // one micro-batch, all chunks: fwd + bwd + recompute
+  double tp_comm_s = 0;
+  double p2p_s = 0;
+  double activation_bytes = 0;      // one micro-batch, all chunks
+  double workspace_bytes = 0;
+  double model_flops = 0;           // one micro-batch, fwd + bwd
+  double hardware_flops = 0;        // plus recompute
+  double total_s() const { return compute_s + tp_comm_s + p2p_s; }
+};
+
+struct StageTable {
+  int64_t pp = 1, vpp = 1;
+  std::vector<int64_t> blocks_per_chunk;  // global chunk order
+  std::vector<StageSummary> stages;
+  double p2p_bytes = 0;
+};
+
+// Costs per stage for layer context `ctx` cut into pp·vpp chunks (time-balanced).
+// Requires pp·vpp <= num_layers. pp_links: the links between neighbouring stages.
+StageTable build_stage_table(const ModelSpec& model, const LayerContext& ctx, int64_t pp,
+                             int64_t vpp, const GroupLinks& pp_links);
+
+struct MemoryBreakdown {
+  int64_t stage = 0;  // the most loaded pipeline stage
+  double params_bytes = 0, grads_bytes = 0, optimizer_bytes = 0, activations_bytes = 0;
+  double comm_buffer_bytes = 0, workspace_bytes = 0, reserved_bytes = 0, peak_bytes = 0;
+};
+
+struct TimeBreakdown {
+  double compute_s = 0, tp_comm_s = 0, pp_p2p_s = 0, bubble_s = 0;
+  double dp_comm_s = 0;  // exposed part only
+  double optimizer_s = 0, offload_s = 0, step_s = 0;
+};
+
+struct Prediction {
+  bool feasible = true;
+  std::string reason;  // why not feasible
+  TimeBreakdown time;
+  MemoryBreakdown memory;
+  double tokens_per_s = 0;
+  double model_tflops_per_gpu = 0, hardware_tflops_per_gpu = 0, mfu = 0, hfu = 0;
+};
+
+// Memory of every stage's rank under `layout`; returns the most loaded.
+MemoryBreakdown predict_memory(const ClusterSpec& cluster, const JobSpec& job,
+                               const ParallelLayout& layout, const StageTable& table);
+
+Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSpec& model,
+                   const ParallelLayout& layout, const StageTable& table,
+                   const GroupLinks& dp_links);
+
+nlohmann::json prediction_to_json(const Prediction& prediction);
+
+}  // namespace sextant

@@ -1,0 +1,121 @@
+// The rank mapping and the enum spellings of ParallelLayout.
+#include "cost_model/layout.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "cost_model/error.h"
+
+namespace sextant {
+
+const char* to_string(Recompute r) {
+  switch (r) {
+    case Recompute::none: return "none";
+    case Recompute::selective: return "selective";
+    case Recompute::full: return "full";
+  }
+  return "?";
+}
+
+const char* to_string(Offload o) {
+  switch (o) {
+    case Offload::none: return "none";
+    case Offload::optimizer: return "optimizer";
+    case Offload::params: return "params";
+  }
+  return "?";
+}
+
+const char* to_string(Axis a) {
+  switch (a) {
+    case Axis::tp: return "tp";
+    case Axis::dp: return "dp";
+    case Axis::pp: return "pp";
+  }
+  return "?";
+}
+
+Recompute recompute_from_string(const std::string& text, const std::string& where) {
+  for (Recompute r : {Recompute::none, Recompute::selective, Recompute::full})
+    if (text == to_string(r)) return r;
+  throw InputError(where, "recompute", "got \"" + text + "\"; allowed: none, selective, full");
+}
+
+Offload offload_from_string(const std::string& text, const std::string& where) {
+  for (Offload o : {Offload::none, Offload::optimizer, Offload::params})
+    if (text == to_string(o)) return o;
+  throw InputError(where, "offload", "got \"" + text + "\"; allowed: none, optimizer, params");
+}
+
+namespace {
+int64_t coord_of(const RankCoord& c, Axis a) {
+  return a == Axis::tp ? c.tp : a == Axis::dp ? c.dp : c.pp;
+}
+void set_coord(RankCoord& c, Axis a, int64_t v) {
+  (a == Axis::tp ? c.tp : a == Axis::dp ? c.dp : c.pp) = v;
+}
+}  // namespace
+
+RankCoord rank_to_coord(const ParallelLayout& layout, int64_t rank) {
+  RankCoord c;
+  for (Axis a : layout.order) {
+    set_coord(c, a, rank % layout.size(a));
+    rank /= layout.size(a);
+  }
+  return c;
+}
+
+int64_t coord_to_rank(const ParallelLayout& layout, const RankCoord& coord) {
+  int64_t rank = 0;
+  for (int i = 2; i >= 0; --i) {
+    Axis a = layout.order[static_cast<size_t>(i)];
+    rank = rank * layout.size(a) + coord_of(coord, a);
+  }
+  return rank;
+}
+
+std::vector<int64_t> rank_group_of(const ParallelLayout& layout, Axis axis, int64_t rank) {
+  RankCoord c = rank_to_coord(layout, rank);
+  std::vector<int64_t> group;
+  group.reserve(static_cast<size_t>(layout.size(axis)));
+  for (int64_t i = 0; i < layout.size(axis); ++i) {
+    set_coord(c, axis, i);
+    group.push_back(coord_to_rank(layout, c));
+  }
+  return group;
+}
+
+std::vector<std::vector<int64_t>> rank_groups(const ParallelLayout& layout, Axis axis) {
+  std::vector<std::vector<int64_t>> groups;
+  for (int64_t rank = 0; rank < layout.world_size(); ++rank)
+    if (coord_of(rank_to_coord(layout, rank), axis) == 0)
+      groups.push_back(rank_group_of(layout, axis, rank));
+  return groups;
+}
+
+nlohmann::json layout_to_json(const ParallelLayout& l) {
+  std::string order = std::string(to_string(l.order[0])) + "-" + to_string(l.order[1]) + "-" +
+                      to_string(l.order[2]);
+  return {{"dp", l.dp},
+          {"tp", l.tp},
+          {"pp", l.pp},
+          {"vpp", l.vpp},
+          {"zero", l.zero},
+          {"micro_batch", l.micro_batch},
+          {"grad_accum", l.grad_accum},
+          {"recompute", to_string(l.recompute)},
+          {"sequence_parallel", l.sequence_parallel},
+          {"offload", to_string(l.offload)},
+          {"rank_order", order}};
+}
+
+std::string layout_to_string(const ParallelLayout& l) {
+  std::ostringstream out;
+  out << "dp=" << l.dp << " tp=" << l.tp << " pp=" << l.pp << " vpp=" << l.vpp
+      << " zero=" << l.zero << " mb=" << l.micro_batch << " ga=" << l.grad_accum
+      << " rc=" << to_string(l.recompute) << " sp=" << (l.sequence_parallel ? 1 : 0)
+      << " off=" << to_string(l.offload);
+  return out.str();
+}
+
+}  // namespace sextant

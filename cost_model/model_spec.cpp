@@ -1,0 +1,200 @@
+// ModelSpec readers for each supported model_type, with the defaults of the
+// corresponding Hugging Face configuration classes, and exact parameter counts.
+#include "cost_model/model_spec.h"
+
+#include <filesystem>
+
+#include "cost_model/error.h"
+#include "cost_model/json_fields.h"
+
+namespace sextant {
+namespace {
+
+// Bounds that keep every parameter count inside int64 and reject absurd inputs.
+constexpr int64_t kMaxHidden = 1 << 18;
+constexpr int64_t kMaxLayers = 1 << 14;
+constexpr int64_t kMaxHeads = 1 << 14;
+constexpr int64_t kMaxFfn = 1 << 20;
+constexpr int64_t kMaxVocab = 1 << 23;
+constexpr int64_t kMaxSeq = 1 << 22;
+constexpr int64_t kMaxExperts = 1 << 10;
+
+void read_llama_like(const JsonFields& f, ModelSpec& m) {
+  m.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
+  m.num_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
+  m.num_heads = f.integer("num_attention_heads", 1, kMaxHeads);
+  m.num_kv_heads = f.integer_or("num_key_value_heads", m.num_heads, 1, kMaxHeads);
+  m.ffn_hidden_size = f.integer("intermediate_size", 1, kMaxFfn);
+  m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);
+  m.max_position_embeddings = f.integer_or("max_position_embeddings", 2048, 1, kMaxSeq);
+  m.tied_embeddings = f.boolean_or("tie_word_embeddings", false);
+  m.head_dim = f.integer_or("head_dim", 0, 1, kMaxHidden);
+  m.dropout = f.number_or("attention_dropout", 0.0, 0.0, 1.0);
+  m.norm = NormKind::rmsnorm;
+  m.mlp = MlpKind::swiglu;
+  m.position = PositionKind::rope;
+}
+
+ModelSpec read_by_type(const JsonFields& f, const std::string& type) {
+  ModelSpec m;
+  m.model_type = type;
+  if (type == "llama" || type == "mistral" || type == "qwen2" || type == "mixtral") {
+    read_llama_like(f, m);
+    if (type == "llama") {
+      m.qkv_bias = m.attn_out_bias = f.boolean_or("attention_bias", false);
+      m.mlp_bias = f.boolean_or("mlp_bias", false);
+    }
+    if (type == "qwen2") m.qkv_bias = true;  // Qwen2Attention: bias on q, k, v only
+    if (type == "mixtral") {
+      m.num_experts = f.integer_or("num_local_experts", 8, 1, kMaxExperts);
+      m.experts_per_token = f.integer_or("num_experts_per_tok", 2, 1, kMaxExperts);
+      if (m.experts_per_token > m.num_experts)
+        throw InputError(f.where(), "num_experts_per_tok", "must not exceed num_local_experts");
+    }
+  } else if (type == "gpt2") {
+    m.hidden_size = f.integer("n_embd", 1, kMaxHidden);
+    m.num_layers = f.integer("n_layer", 1, kMaxLayers);
+    m.num_heads = m.num_kv_heads = f.integer("n_head", 1, kMaxHeads);
+    m.ffn_hidden_size = f.integer_or("n_inner", 4 * m.hidden_size, 1, kMaxFfn);
+    m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);
+    m.max_position_embeddings = f.integer_or("n_positions", 1024, 1, kMaxSeq);
+    m.tied_embeddings = f.boolean_or("tie_word_embeddings", true);
+    m.dropout = f.number_or("resid_pdrop", 0.1, 0.0, 1.0);
+    m.qkv_bias = m.attn_out_bias = m.mlp_bias = true;
+    m.norm = NormKind::layernorm;
+    m.mlp = MlpKind::gelu;
+    m.position = PositionKind::learned;
+  } else if (type == "gpt_neox") {
+    m.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
+    m.num_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
+    m.num_heads = m.num_kv_heads = f.integer("num_attention_heads", 1, kMaxHeads);
+    m.ffn_hidden_size = f.integer("intermediate_size", 1, kMaxFfn);
+    m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);
+    m.max_position_embeddings = f.integer_or("max_position_embeddings", 2048, 1, kMaxSeq);
+    m.tied_embeddings = f.boolean_or("tie_word_embeddings", false);
+    m.rotary_pct = f.number_or("rotary_pct", 0.25, 0.0, 1.0);
+    m.parallel_residual = f.boolean_or("use_parallel_residual", true);
+    m.qkv_bias = m.attn_out_bias = f.boolean_or("attention_bias", true);
+    m.mlp_bias = true;
+    m.dropout = f.number_or("hidden_dropout", 0.0, 0.0, 1.0);
+    m.norm = NormKind::layernorm;
+    m.mlp = MlpKind::gelu;
+    m.position = PositionKind::rope;
+  } else if (type == "gpt") {
+    // sextant's own Megatron-style GPT: LayerNorm, GeLU MLP, biases, learned positions.
+    m.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
+    m.num_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
+    m.num_heads = f.integer("num_attention_heads", 1, kMaxHeads);
+    m.num_kv_heads = f.integer_or("num_key_value_heads", m.num_heads, 1, kMaxHeads);
+    m.ffn_hidden_size = f.integer_or("intermediate_size", 4 * m.hidden_size, 1, kMaxFfn);
+    m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);
+    m.max_position_embeddings = f.integer_or("max_position_embeddings", 2048, 1, kMaxSeq);
+    m.tied_embeddings = f.boolean_or("tie_word_embeddings", true);
+    m.dropout = f.number_or("dropout", 0.1, 0.0, 1.0);
+    m.qkv_bias = m.attn_out_bias = m.mlp_bias = f.boolean_or("bias", true);
+    const std::string norm = f.string_or("norm", "layernorm");
+    const std::string mlp = f.string_or("mlp", "gelu");
+    const std::string pos = f.string_or("position_embedding", "learned");
+    if (norm != "layernorm" && norm != "rmsnorm")
+      throw InputError(f.where(), "norm", "expected layernorm or rmsnorm");
+    if (mlp != "gelu" && mlp != "swiglu") throw InputError(f.where(), "mlp", "expected gelu or swiglu");
+    if (pos != "learned" && pos != "rope")
+      throw InputError(f.where(), "position_embedding", "expected learned or rope");
+    m.norm = norm == "layernorm" ? NormKind::layernorm : NormKind::rmsnorm;
+    m.mlp = mlp == "gelu" ? MlpKind::gelu : MlpKind::swiglu;
+    m.position = pos == "learned" ? PositionKind::learned : PositionKind::rope;
+  } else {
+    throw InputError(f.where(), "model_type",
+                     "unknown model_type \"" + type +
+                         "\"; allowed: llama, mistral, mixtral, qwen2, gpt2, gpt_neox, gpt");
+  }
+  return m;
+}
+
+}  // namespace
+
+int64_t ModelSpec::attention_params() const {
+  int64_t weights = hidden_size * (q_size() + 2 * kv_size()) + q_size() * hidden_size;
+  int64_t biases = (qkv_bias ? q_size() + 2 * kv_size() : 0) + (attn_out_bias ? hidden_size : 0);
+  return weights + biases;
+}
+
+int64_t ModelSpec::mlp_params() const {
+  const int64_t h = hidden_size, f = ffn_hidden_size;
+  int64_t expert = mlp == MlpKind::swiglu ? 3 * h * f + (mlp_bias ? 2 * f + h : 0)
+                                          : 2 * h * f + (mlp_bias ? f + h : 0);
+  int64_t router = is_moe() ? h * num_experts : 0;
+  return expert * num_experts + router;
+}
+
+int64_t ModelSpec::block_active_params() const {
+  int64_t per_expert = (mlp_params() - (is_moe() ? hidden_size * num_experts : 0)) / num_experts;
+  return attention_params() + 2 * norm_params() + per_expert * experts_per_token +
+         (is_moe() ? hidden_size * num_experts : 0);
+}
+
+int64_t ModelSpec::embedding_params() const {
+  return vocab_size * hidden_size +
+         (position == PositionKind::learned ? max_position_embeddings * hidden_size : 0);
+}
+
+int64_t ModelSpec::head_params() const {
+  return norm_params() + (tied_embeddings ? 0 : vocab_size * hidden_size);
+}
+
+int64_t ModelSpec::total_params() const {
+  return embedding_params() + num_layers * block_params() + head_params();
+}
+
+ModelSpec model_spec_from_json(const nlohmann::json& config, const std::string& where,
+                               int64_t seq_override) {
+  JsonFields f(config, where);
+  ModelSpec m = read_by_type(f, f.string("model_type"));
+  m.name = f.string_or("name", f.string_or("_name_or_path", ""));
+  if (m.head_dim == 0) {
+    if (m.hidden_size % m.num_heads != 0)
+      throw InputError(where, "num_attention_heads",
+                       "must divide the hidden size " + std::to_string(m.hidden_size) + " (got " +
+                           std::to_string(m.num_heads) + ")");
+    m.head_dim = m.hidden_size / m.num_heads;
+  }
+  if (m.num_heads % m.num_kv_heads != 0)
+    throw InputError(where, "num_key_value_heads",
+                     "must divide num_attention_heads " + std::to_string(m.num_heads));
+  m.seq_len = seq_override > 0 ? seq_override : m.max_position_embeddings;
+  if (seq_override > kMaxSeq) throw InputError("--seq", "", "must be at most " + std::to_string(kMaxSeq));
+  if (m.position == PositionKind::learned && m.seq_len > m.max_position_embeddings)
+    throw InputError(where, "max_position_embeddings",
+                     "learned positions cover " + std::to_string(m.max_position_embeddings) +
+                         " tokens, shorter than the sequence " + std::to_string(m.seq_len));
+  // The bounds above keep this exact in int64; a long double check guards the sum.
+  long double total = static_cast<long double>(m.embedding_params()) +
+                      static_cast<long double>(m.num_layers) * m.block_params() + m.head_params();
+  if (total > 1e16L) throw InputError(where, "", "model has more than 10^16 parameters; refused");
+  return m;
+}
+
+ModelSpec load_model_spec(const std::string& path, int64_t seq_override) {
+  ModelSpec m = model_spec_from_json(JsonFields::load_object_file(path), path, seq_override);
+  if (m.name.empty()) m.name = std::filesystem::path(path).stem().string();
+  return m;
+}
+
+nlohmann::json model_spec_to_json(const ModelSpec& m) {
+  return {{"name", m.name},
+          {"model_type", m.model_type},
+          {"hidden_size", m.hidden_size},
+          {"num_layers", m.num_layers},
+          {"num_heads", m.num_heads},
+          {"num_kv_heads", m.num_kv_heads},
+          {"head_dim", m.head_dim},
+          {"ffn_hidden_size", m.ffn_hidden_size},
+          {"vocab_size", m.vocab_size},
+          {"seq_len", m.seq_len},
+          {"num_experts", m.num_experts},
+          {"experts_per_token", m.experts_per_token},
+          {"tied_embeddings", m.tied_embeddings},
+          {"params", m.total_params()}};
+}
+
+}  // namespace sextant

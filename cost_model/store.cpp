@@ -1,0 +1,168 @@
+// Store: migrations and transactional writes through SQLiteCpp. Values are always
+// bound to statements, never pasted into SQL.
+#include "cost_model/store.h"
+
+#include <chrono>
+#include <ctime>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include "cost_model/error.h"
+
+namespace sextant {
+namespace {
+
+// Migration i brings the schema from version i to i + 1. Append only.
+const std::vector<const char*>& migrations() {
+  static const std::vector<const char*> steps = {
+      R"sql(
+      CREATE TABLE clusters (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL, description_json TEXT NOT NULL,
+        created_at TEXT NOT NULL, UNIQUE (name, description_json));
+      CREATE TABLE searches (
+        id INTEGER PRIMARY KEY, created_at TEXT NOT NULL, cost_model_version TEXT NOT NULL,
+        cluster_id INTEGER NOT NULL REFERENCES clusters(id), gpus INTEGER NOT NULL,
+        model_name TEXT NOT NULL, model_json TEXT NOT NULL, params INTEGER NOT NULL,
+        seq_len INTEGER NOT NULL, global_batch INTEGER NOT NULL, precision TEXT NOT NULL,
+        fixed TEXT NOT NULL, evaluated INTEGER NOT NULL, feasible INTEGER NOT NULL,
+        seconds REAL NOT NULL);
+      CREATE TABLE plans (
+        id INTEGER PRIMARY KEY, search_id INTEGER NOT NULL REFERENCES searches(id),
+        rank INTEGER NOT NULL, feasible INTEGER NOT NULL, reason TEXT NOT NULL,
+        dp INTEGER NOT NULL, tp INTEGER NOT NULL, pp INTEGER NOT NULL, vpp INTEGER NOT NULL,
+        zero INTEGER NOT NULL, micro_batch INTEGER NOT NULL, grad_accum INTEGER NOT NULL,
+        recompute TEXT NOT NULL, sequence_parallel INTEGER NOT NULL, offload TEXT NOT NULL,
+        step_time_s REAL NOT NULL, tokens_per_s REAL NOT NULL, model_tflops_per_gpu REAL NOT NULL,
+        hardware_tflops_per_gpu REAL NOT NULL, mfu REAL NOT NULL, peak_bytes REAL NOT NULL,
+        prediction_json TEXT NOT NULL);
+      CREATE INDEX plans_by_search ON plans(search_id, rank);
+      )sql",
+  };
+  return steps;
+}
+
+std::string now_utc() {
+  std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return buf;
+}
+
+}  // namespace
+
+Store::Store(const std::string& path) : path_(path) {
+  try {
+    db_ = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db_->exec("PRAGMA foreign_keys = ON");
+    db_->setBusyTimeout(5000);
+    migrate();
+  } catch (const SQLite::Exception& e) {
+    throw InputError("--db", path, std::string("cannot open a writable SQLite database: ") + e.what());
+  }
+}
+
+Store::~Store() = default;
+
+int Store::latest_schema_version() { return static_cast<int>(migrations().size()); }
+
+int Store::schema_version() const { return db_->execAndGet("PRAGMA user_version").getInt(); }
+
+void Store::migrate() {
+  const int have = schema_version();
+  if (have > latest_schema_version())
+    throw InputError("--db", path_, "schema version " + std::to_string(have) +
+                                        " is newer than this sextant understands (" +
+                                        std::to_string(latest_schema_version()) + ")");
+  if (have == latest_schema_version()) return;
+  SQLite::Transaction tx(*db_);
+  for (int v = have; v < latest_schema_version(); ++v) db_->exec(migrations()[static_cast<size_t>(v)]);
+  db_->exec("PRAGMA user_version = " + std::to_string(latest_schema_version()));  // integer, not input
+  tx.commit();
+}
+
+int64_t Store::count(const std::string& table) const {
+  for (const char* known : {"clusters", "searches", "plans"})
+    if (table == known) return db_->execAndGet("SELECT COUNT(*) FROM " + table).getInt64();
+  throw std::invalid_argument("Store::count: unknown table " + table);
+}
+
+int64_t Store::save_search(const SearchRecord& r) {
+  try {
+    SQLite::Transaction tx(*db_);
+    const std::string cluster_text = r.cluster_json.dump();
+    SQLite::Statement insert_cluster(*db_,
+        "INSERT OR IGNORE INTO clusters (name, description_json, created_at) VALUES (?, ?, ?)");
+    insert_cluster.bind(1, r.cluster_name);
+    insert_cluster.bind(2, cluster_text);
+    insert_cluster.bind(3, now_utc());
+    insert_cluster.exec();
+    SQLite::Statement find_cluster(*db_,
+        "SELECT id FROM clusters WHERE name = ? AND description_json = ?");
+    find_cluster.bind(1, r.cluster_name);
+    find_cluster.bind(2, cluster_text);
+    find_cluster.executeStep();
+    const int64_t cluster_id = find_cluster.getColumn(0).getInt64();
+
+    SQLite::Statement search(*db_,
+        "INSERT INTO searches (created_at, cost_model_version, cluster_id, gpus, model_name, "
+        "model_json, params, seq_len, global_batch, precision, fixed, evaluated, feasible, seconds) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    int i = 1;
+    search.bind(i++, now_utc());
+    search.bind(i++, kCostModelVersion);
+    search.bind(i++, cluster_id);
+    search.bind(i++, r.gpus);
+    search.bind(i++, r.model.name);
+    search.bind(i++, model_spec_to_json(r.model).dump());
+    search.bind(i++, r.model.total_params());
+    search.bind(i++, r.model.seq_len);
+    search.bind(i++, r.job.global_batch);
+    search.bind(i++, to_string(r.job.precision));
+    search.bind(i++, r.fixed);
+    search.bind(i++, r.evaluated);
+    search.bind(i++, r.feasible);
+    search.bind(i++, r.seconds);
+    search.exec();
+    const int64_t search_id = db_->getLastInsertRowid();
+
+    SQLite::Statement plan(*db_,
+        "INSERT INTO plans (search_id, rank, feasible, reason, dp, tp, pp, vpp, zero, micro_batch, "
+        "grad_accum, recompute, sequence_parallel, offload, step_time_s, tokens_per_s, "
+        "model_tflops_per_gpu, hardware_tflops_per_gpu, mfu, peak_bytes, prediction_json) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const StoredPlan& p : r.plans) {
+      const ParallelLayout& l = p.layout;
+      const Prediction& pr = p.prediction;
+      int j = 1;
+      plan.bind(j++, search_id);
+      plan.bind(j++, p.rank);
+      plan.bind(j++, pr.feasible ? 1 : 0);
+      plan.bind(j++, pr.reason);
+      plan.bind(j++, l.dp);
+      plan.bind(j++, l.tp);
+      plan.bind(j++, l.pp);
+      plan.bind(j++, l.vpp);
+      plan.bind(j++, l.zero);
+      plan.bind(j++, l.micro_batch);
+      plan.bind(j++, l.grad_accum);
+      plan.bind(j++, to_string(l.recompute));
+      plan.bind(j++, l.sequence_parallel ? 1 : 0);
+      plan.bind(j++, to_string(l.offload));
+      plan.bind(j++, pr.time.step_s);
+      plan.bind(j++, pr.tokens_per_s);
+      plan.bind(j++, pr.model_tflops_per_gpu);
+      plan.bind(j++, pr.hardware_tflops_per_gpu);
+      plan.bind(j++, pr.mfu);
+      plan.bind(j++, pr.memory.peak_bytes);
+      plan.bind(j++, prediction_to_json(pr).dump());
+      plan.exec();
+      plan.reset();
+    }
+    tx.commit();
+    return search_id;
+  } catch (const SQLite::Exception& e) {
+    throw InputError("--db", path_, std::string("cannot write to the database: ") + e.what());
+  }
+}
+
+}  // namespace sextant

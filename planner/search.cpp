@@ -1,0 +1,236 @@
+// Search enumeration. Costs that do not depend on an axis are computed outside its
+// loop: layer costs and stage tables per (tp, sp, recompute, micro-batch, pp, vpp),
+// links per (tp, pp); the inner loops over zero and offload are arithmetic only.
+#include "planner/search.h"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <sstream>
+#include <tuple>
+
+#include "cost_model/error.h"
+#include "cost_model/topology.h"
+
+namespace sextant {
+namespace {
+
+std::vector<int64_t> divisors(int64_t n) {
+  std::vector<int64_t> out;
+  for (int64_t d = 1; d * d <= n; ++d)
+    if (n % d == 0) {
+      out.push_back(d);
+      if (d != n / d) out.push_back(n / d);
+    }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+template <typename T>
+std::vector<T> pick(const std::optional<T>& fixed, std::vector<T> all) {
+  if (fixed) return {*fixed};
+  return all;
+}
+
+int64_t parse_int(const std::string& key, const std::string& value) {
+  try {
+    size_t used = 0;
+    long long v = std::stoll(value, &used);
+    if (used == value.size() && v >= 0) return v;
+  } catch (const std::exception&) {
+  }
+  throw InputError("--fix", key, "expected a non-negative integer, got \"" + value + "\"");
+}
+
+// The slowest of (up to 64, evenly spread) groups along an axis.
+GroupLinks slowest_group(const Topology& topo, const ParallelLayout& l, Axis axis) {
+  const auto groups = rank_groups(l, axis);
+  const size_t step = std::max<size_t>(1, groups.size() / 64);
+  GroupLinks worst;
+  for (size_t i = 0; i < groups.size(); i += step) {
+    GroupLinks links = topo.group_links(groups[i]);
+    if (i == 0 || links.bus_bw_bytes_per_s < worst.bus_bw_bytes_per_s) worst = links;
+  }
+  return worst;
+}
+
+// The link between pipeline stages 0 and 1 (send/recv of activations).
+GroupLinks neighbour_stage_links(const Topology& topo, const ParallelLayout& l) {
+  if (l.pp == 1) return GroupLinks{};
+  const std::vector<int64_t> stages = rank_group_of(l, Axis::pp, 0);
+  return topo.group_links({stages[0], stages[1]});
+}
+
+// Ranking: feasible first, then throughput, then less memory.
+bool better(const Candidate& a, const Candidate& b) {
+  if (a.prediction.feasible != b.prediction.feasible) return a.prediction.feasible;
+  if (!a.prediction.feasible) return a.prediction.memory.peak_bytes < b.prediction.memory.peak_bytes;
+  if (a.prediction.tokens_per_s != b.prediction.tokens_per_s)
+    return a.prediction.tokens_per_s > b.prediction.tokens_per_s;
+  return a.prediction.memory.peak_bytes < b.prediction.memory.peak_bytes;
+}
+
+}  // namespace
+
+bool FixedAxes::complete() const {
+  return dp && tp && pp && vpp && zero && micro_batch && recompute && sequence_parallel && offload;
+}
+
+FixedAxes parse_fixed_axes(const std::string& text) {
+  FixedAxes f;
+  f.text = text;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos)
+      throw InputError("--fix", item, "expected key=value");
+    const std::string key = item.substr(0, eq), value = item.substr(eq + 1);
+    if (key == "dp") f.dp = parse_int(key, value);
+    else if (key == "tp") f.tp = parse_int(key, value);
+    else if (key == "pp") f.pp = parse_int(key, value);
+    else if (key == "vpp") f.vpp = parse_int(key, value);
+    else if (key == "micro_batch") f.micro_batch = parse_int(key, value);
+    else if (key == "grad_accum") f.grad_accum = parse_int(key, value);
+    else if (key == "zero") {
+      int64_t z = parse_int(key, value);
+      if (z > 3) throw InputError("--fix", "zero", "ZeRO stage must be 0, 1, 2 or 3 (got " + value + ")");
+      f.zero = static_cast<int>(z);
+    } else if (key == "recompute") f.recompute = recompute_from_string(value, "--fix");
+    else if (key == "offload") f.offload = offload_from_string(value, "--fix");
+    else if (key == "sequence_parallel") {
+      if (value != "true" && value != "false")
+        throw InputError("--fix", key, "expected true or false, got \"" + value + "\"");
+      f.sequence_parallel = value == "true";
+    } else {
+      throw InputError("--fix", key,
+                       "unknown key; allowed: dp, tp, pp, vpp, zero, micro_batch, grad_accum, "
+                       "recompute, sequence_parallel, offload");
+    }
+    for (auto [name, v] : {std::pair<const char*, std::optional<int64_t>>{"dp", f.dp}, {"tp", f.tp},
+                           {"pp", f.pp}, {"vpp", f.vpp}, {"micro_batch", f.micro_batch},
+                           {"grad_accum", f.grad_accum}})
+      if (key == name && v && *v < 1) throw InputError("--fix", key, "must be at least 1");
+  }
+  return f;
+}
+
+SearchResult search(const SearchRequest& req) {
+  const auto start = std::chrono::steady_clock::now();
+  const ModelSpec& model = req.model;
+  const FixedAxes& fix = req.fixed;
+  const int64_t n = req.gpus;
+  Topology topo(req.cluster, n);
+
+  // Requests that cannot have any layout, said up front with the field to change.
+  const int64_t pinned = fix.dp.value_or(1) * fix.tp.value_or(1) * fix.pp.value_or(1);
+  if ((fix.dp && fix.tp && fix.pp && pinned != n) || n % pinned != 0)
+    throw InputError("--fix", "dp*tp*pp",
+                     "must divide (or, all three pinned, equal) the device count " + std::to_string(n) +
+                         "; got " + std::to_string(pinned));
+  if (fix.tp && model.num_heads % *fix.tp != 0)
+    throw InputError("--fix", "tp", "must divide the number of attention heads " +
+                                        std::to_string(model.num_heads));
+  if (fix.pp && *fix.pp * fix.vpp.value_or(1) > model.num_layers)
+    throw InputError("--fix", "pp", "pp*vpp must not exceed the number of layers " +
+                                        std::to_string(model.num_layers));
+  if (fix.offload == Offload::params && fix.zero && *fix.zero != 3)
+    throw InputError("--fix", "offload", "params offload needs zero=3");
+
+  std::vector<int64_t> tp_all;
+  for (int64_t t : divisors(n))
+    if (model.num_heads % t == 0 && model.ffn_hidden_size % t == 0 &&
+        (model.num_kv_heads % t == 0 || t % model.num_kv_heads == 0) &&
+        (fix.tp || t <= req.cluster.devices_per_node))
+      tp_all.push_back(t);
+
+  std::vector<Candidate> top;
+  std::vector<Candidate> least_memory;  // kept in case nothing fits
+  SearchResult result;
+  const size_t k = static_cast<size_t>(std::max<int64_t>(1, req.top_k));
+  auto keep = [&](std::vector<Candidate>& list, Candidate&& c) {
+    if (list.size() == k && !better(c, list.back())) return;
+    auto at = std::upper_bound(list.begin(), list.end(), c, better);
+    list.insert(at, std::move(c));
+    if (list.size() > k) list.pop_back();
+  };
+
+  for (int64_t tp : pick(fix.tp, tp_all)) {
+    for (int64_t pp : pick(fix.pp, divisors(n / tp))) {
+      if (pp > model.num_layers || (n / tp) % pp != 0) continue;
+      const int64_t dp = n / (tp * pp);
+      if (fix.dp && *fix.dp != dp) continue;
+      if (req.job.global_batch % dp != 0) continue;
+      const int64_t per_replica = req.job.global_batch / dp;
+      ParallelLayout shape;
+      shape.dp = dp;
+      shape.tp = tp;
+      shape.pp = pp;
+      const GroupLinks tp_links = slowest_group(topo, shape, Axis::tp);
+      const GroupLinks dp_links = slowest_group(topo, shape, Axis::dp);
+      const GroupLinks pp_links = neighbour_stage_links(topo, shape);
+      for (int64_t vpp : pick(fix.vpp, {1, 2, 3, 4, 6, 8})) {
+        if (vpp > 1 && pp == 1) continue;
+        if (pp * vpp > model.num_layers) continue;
+        for (int64_t mb : pick(fix.micro_batch, divisors(per_replica))) {
+          if (per_replica % mb != 0) continue;
+          const int64_t m = per_replica / mb;
+          if (fix.grad_accum && *fix.grad_accum != m) continue;
+          if (vpp > 1 && m % pp != 0) continue;
+          for (bool sp : pick(fix.sequence_parallel, {false, true})) {
+            if (sp && tp == 1 && !fix.sequence_parallel) continue;
+            for (Recompute rc : pick(fix.recompute, {Recompute::none, Recompute::selective, Recompute::full})) {
+              // Flash attention never stores the scores: selective recompute would equal none.
+              if (rc == Recompute::selective && req.job.flash_attention && !fix.recompute) continue;
+              LayerContext ctx{&model, &req.cluster.device, req.job.precision, mb, tp, sp, rc,
+                               req.job.flash_attention, tp_links};
+              const StageTable table = build_stage_table(model, ctx, pp, vpp, pp_links);
+              for (int zero : pick(fix.zero, {0, 1, 2, 3})) {
+                if (zero > 0 && dp == 1 && !fix.zero) continue;  // nothing to shard over
+                for (Offload off : pick(fix.offload, {Offload::none, Offload::optimizer, Offload::params})) {
+                  if (off == Offload::params && zero != 3) continue;
+                  if (off != Offload::none && req.cluster.pcie_bw_bytes_per_s <= 0) continue;
+                  ParallelLayout l = shape;
+                  l.vpp = vpp;
+                  l.micro_batch = mb;
+                  l.grad_accum = m;
+                  l.sequence_parallel = sp;
+                  l.recompute = rc;
+                  l.zero = zero;
+                  l.offload = off;
+                  Candidate c{l, predict(req.cluster, req.job, model, l, table, dp_links)};
+                  ++result.evaluated;
+                  if (c.prediction.feasible) {
+                    ++result.feasible;
+                    keep(top, std::move(c));
+                  } else if (top.empty()) {
+                    keep(least_memory, std::move(c));
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  if (result.evaluated == 0) {
+    std::string why = "no layout divides: check --global-batch (" + std::to_string(req.job.global_batch) +
+                      ") against dp, and tp against the heads (" + std::to_string(model.num_heads) + ")";
+    throw InputError(fix.text.empty() ? "--gpus" : "--fix", "", why);
+  }
+  result.candidates = top.empty() ? std::move(least_memory) : std::move(top);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+StageTable stage_table_for(const SearchRequest& req, const ParallelLayout& l) {
+  Topology topo(req.cluster, req.gpus);
+  LayerContext ctx{&req.model, &req.cluster.device, req.job.precision, l.micro_batch, l.tp,
+                   l.sequence_parallel, l.recompute, req.job.flash_attention,
+                   slowest_group(topo, l, Axis::tp)};
+  return build_stage_table(req.model, ctx, l.pp, l.vpp, neighbour_stage_links(topo, l));
+}
+
+}  // namespace sextant

@@ -1,0 +1,60 @@
+// The search: every dp × tp × pp × vpp × zero × micro-batch × recompute × sequence
+// parallel × offload layout of a model on N devices, pruned where sizes do not divide
+// or memory does not fit, ranked by predicted throughput.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cost_model/cluster_spec.h"
+#include "cost_model/estimator.h"
+#include "cost_model/layout.h"
+#include "cost_model/model_spec.h"
+
+namespace sextant {
+
+// Axes pinned with --fix k=v,... (keys as in the JSON layout).
+struct FixedAxes {
+  std::optional<int64_t> dp, tp, pp, vpp, micro_batch, grad_accum;
+  std::optional<int> zero;
+  std::optional<Recompute> recompute;
+  std::optional<bool> sequence_parallel;
+  std::optional<Offload> offload;
+  std::string text;  // as given
+  // Every axis that the global batch does not determine is pinned.
+  bool complete() const;
+};
+
+// Parses "tp=8,pp=2,recompute=full"; throws InputError("--fix", key, ...) on bad input.
+FixedAxes parse_fixed_axes(const std::string& text);
+
+struct SearchRequest {
+  ModelSpec model;
+  ClusterSpec cluster;
+  int64_t gpus = 1;
+  JobSpec job;
+  FixedAxes fixed;
+  int64_t top_k = 10;
+};
+
+struct Candidate {
+  ParallelLayout layout;
+  Prediction prediction;
+};
+
+struct SearchResult {
+  std::vector<Candidate> candidates;  // best first; infeasible ones only when nothing fits
+  int64_t evaluated = 0, feasible = 0;
+  double seconds = 0;
+};
+
+// Throws InputError when the request itself is impossible (pinned sizes that do not
+// multiply to the device count, a global batch that no dp divides, ...).
+SearchResult search(const SearchRequest& request);
+
+// The stage table and links the search used for `layout` (for the plan file).
+StageTable stage_table_for(const SearchRequest& request, const ParallelLayout& layout);
+
+}  // namespace sextant
