@@ -28,6 +28,7 @@ DeviceSpec read_device(const JsonFields& d) {
   dev.memory_bytes = d.number("memory_gib", 1e-3, 1e6) * kGiB;
   dev.memory_bw_bytes_per_s = d.number("memory_bandwidth_gb_per_s", 1e-3, 1e6) * kGB;
   dev.gemm_efficiency = d.number_or("gemm_efficiency", 1.0, 0.01, 1.0);
+  dev.sustained_clock_ratio = d.number_or("sustained_clock_ratio", 1.0, 0.1, 1.0);
   dev.memory_bw_efficiency = d.number_or("memory_bandwidth_efficiency", 1.0, 0.01, 1.0);
   dev.reserved_bytes = d.number_or("reserved_gib", 0.0, 0.0, 1e6) * kGiB;
   dev.sm_count = d.integer_or("sm_count", 0, 0, 1 << 20);

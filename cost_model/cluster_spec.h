@@ -24,6 +24,9 @@ struct DeviceSpec {
   double memory_bytes = 0;
   double memory_bw_bytes_per_s = 0;
   double gemm_efficiency = 1;       // achieved / peak on large GEMMs (microbenchmark)
+  // Clock sustained under the power limit in long matmul-bound runs / the boost clock
+  // at which peak and short microbenchmarks are quoted.
+  double sustained_clock_ratio = 1;
   double memory_bw_efficiency = 1;  // achieved / peak on streaming copies
   double reserved_bytes = 0;        // runtime context and allocator reserve, not usable
   int64_t sm_count = 0;             // > 0: model GEMM wave quantisation over this many SMs

@@ -47,9 +47,12 @@ StageTable build_stage_table(const ModelSpec& model, const LayerContext& ctx, in
   table.stages.assign(static_cast<size_t>(pp), StageSummary{});
 
   const double elem = static_cast<double>(bytes_per_element(ctx.precision));
-  table.p2p_bytes = static_cast<double>(model.seq_len * ctx.micro_batch * model.hidden_size) * elem /
-                    (ctx.sequence_parallel ? static_cast<double>(ctx.tp) : 1.0);
-  const double p2p_one_s = collective_time_s(Collective::send_recv, table.p2p_bytes, pp_links);
+  // Megatron-LM's scatter/gather optimisation: each tp rank sends 1/tp of the activation
+  // over its own link; without sequence parallelism the receiver all-gathers it over tp.
+  const double activation_bytes = static_cast<double>(model.seq_len * ctx.micro_batch * model.hidden_size) * elem;
+  table.p2p_bytes = activation_bytes / static_cast<double>(ctx.tp);
+  double p2p_one_s = collective_time_s(Collective::send_recv, table.p2p_bytes, pp_links);
+  if (!ctx.sequence_parallel) p2p_one_s += collective_time_s(Collective::all_gather, activation_bytes, ctx.tp_links);
 
   auto add = [](StageSummary& s, const LayerCost& c, double count) {
     s.params += count * c.params;
@@ -66,6 +69,7 @@ StageTable build_stage_table(const ModelSpec& model, const LayerContext& ctx, in
     const double n = static_cast<double>(table.blocks_per_chunk[static_cast<size_t>(g)]);
     s.blocks += table.blocks_per_chunk[static_cast<size_t>(g)];
     add(s, block, n);
+    s.block_params += n * block.params;
     if (g == 0) {
       add(s, embed, 1);
       s.has_embedding = true;

@@ -32,6 +32,7 @@ struct StageSummary {
   int64_t blocks = 0;
   bool has_embedding = false, has_head = false;
   double params = 0;                // held by one tp rank of this stage
+  double block_params = 0;          // of which in transformer blocks
   double largest_layer_params = 0;  // per tp rank, for ZeRO-3 gather buffers
   double compute_s = 0;             // one micro-batch, all chunks: fwd + bwd + recompute
   double tp_comm_s = 0;

@@ -65,7 +65,7 @@ double tp_collective_s(const LayerContext& c, const Dims& d, int count) {
 double gemm_time_s(const DeviceSpec& dev, Precision p, double m, double n, double k, double batch) {
   if (m <= 0 || n <= 0 || k <= 0 || batch <= 0) return 0.0;
   const double flops = 2.0 * m * n * k * batch;
-  double rate = dev.peak_flops_per_s(p) * dev.gemm_efficiency;
+  double rate = dev.peak_flops_per_s(p) * dev.gemm_efficiency * dev.sustained_clock_ratio;
   if (dev.sm_count > 0) {  // a partial last wave of output tiles leaves SMs idle
     const double tiles = std::ceil(m / kTile) * std::ceil(n / kTile) * batch;
     const double sms = static_cast<double>(dev.sm_count);
@@ -131,6 +131,10 @@ LayerCost block_cost(const LayerContext& c) {
   out.bwd_compute_s = 2 * out.fwd_compute_s;
   out.fwd_tp_comm_s = tp_collective_s(c, d, 2);
   out.bwd_tp_comm_s = tp_collective_s(c, d, 2);
+  // Under sequence parallelism the sharded inputs of the two column-parallel linears are
+  // gathered again in backward for their weight gradients (Korthikanti et al. §4.2.2).
+  if (c.sequence_parallel && c.tp > 1)
+    out.bwd_tp_comm_s += 2 * collective_time_s(Collective::all_gather, d.T * d.h * d.e, c.tp_links);
   if (c.recompute == Recompute::full) {
     out.recompute_s = out.fwd_compute_s;
     out.recompute_flops = out.fwd_flops;

@@ -1,0 +1,35 @@
+// Holding the cost model against published measurements: Korthikanti et al. (MLSys
+// 2023) iteration times and per-GPU memory of four GPT models on DGX A100 nodes.
+// Used by `sextant validate` and by the accuracy test.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cost_model/cluster_spec.h"
+#include "cost_model/estimator.h"
+
+namespace sextant {
+
+struct ValidationRow {
+  std::string model;
+  std::string setting;  // "full" or "seqsel"
+  double published_s = 0, predicted_s = 0;
+  double published_states_gib = 0, predicted_states_gib = 0;          // params+grads+optimizer
+  double published_activations_gib = 0, predicted_activations_gib = 0;
+  double predicted_embedding_states_gib = 0;
+  TimeBreakdown breakdown;  // first stage's embedding shard, not in the paper's figure
+  double time_error() const { return predicted_s / published_s - 1.0; }
+  double states_error() const { return predicted_states_gib / published_states_gib - 1.0; }
+  double activations_error() const {
+    return predicted_activations_gib / published_activations_gib - 1.0;
+  }
+};
+
+// `data`: the korthikanti2022.json document; `cluster`: the DGX A100 description.
+std::vector<ValidationRow> validate_korthikanti(const nlohmann::json& data, const ClusterSpec& cluster);
+std::string validation_table(const std::vector<ValidationRow>& rows);
+
+}  // namespace sextant
