@@ -69,7 +69,6 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
   req.fixed = parse_fixed_axes(o.fix);
   req.top_k = o.top;
 
-  Store store(o.db);  // refuse an unwritable store before searching
   const SearchResult result = search(req);
 
   std::string tmp_plan;
@@ -85,7 +84,7 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
     record.plans.push_back({static_cast<int64_t>(i) + 1, result.candidates[i].layout,
                             result.candidates[i].prediction});
   try {
-    store.save_search(record);
+    Store(o.db).save_search(record);
   } catch (...) {
     if (!tmp_plan.empty()) std::remove(tmp_plan.c_str());
     throw;
