@@ -77,12 +77,25 @@ StageTable build_stage_table(const ModelSpec& model, const LayerContext& ctx, in
     if (g == chunks - 1) {
       add(s, head, 1);
       s.has_head = true;
+      s.head_activation_bytes = head.activation_bytes;
       // Tied embeddings across stages: the last stage keeps its own copy of the word
       // embedding for the output projection (Megatron-LM), synchronised by all-reduce.
       if (model.tied_embeddings && pp > 1)
         s.params += static_cast<double>(model.vocab_size * model.hidden_size) / static_cast<double>(ctx.tp);
     }
     s.p2p_s += (g < chunks - 1 ? p2p_one_s : 0.0) + (g > 0 ? p2p_one_s : 0.0);
+  }
+  for (int64_t i = 0; i < pp; ++i) {
+    const StageSummary& s = table.stages[static_cast<size_t>(i)];
+    table.sum_stage_s += s.total_s();
+    if (s.total_s() > table.stages[static_cast<size_t>(table.slowest_stage)].total_s()) table.slowest_stage = i;
+    bool seen = false;
+    for (int64_t j : table.distinct_stages) {
+      const StageSummary& o = table.stages[static_cast<size_t>(j)];
+      seen = seen || (o.blocks == s.blocks && o.has_embedding == s.has_embedding && o.has_head == s.has_head &&
+                      o.params == s.params && o.p2p_s == s.p2p_s);
+    }
+    if (!seen) table.distinct_stages.push_back(i);
   }
   return table;
 }
@@ -92,7 +105,7 @@ MemoryBreakdown predict_memory(const ClusterSpec& cluster, const JobSpec& job,
   const StateBytes per = state_bytes(job);
   const double dp = static_cast<double>(l.dp);
   MemoryBreakdown worst;
-  for (int64_t i = 0; i < l.pp; ++i) {
+  for (int64_t i : table.distinct_stages) {
     const StageSummary& s = table.stages[static_cast<size_t>(i)];
     MemoryBreakdown m;
     m.stage = i;
@@ -102,7 +115,11 @@ MemoryBreakdown predict_memory(const ClusterSpec& cluster, const JobSpec& job,
     m.grads_bytes = n * per.grads / (l.zero >= 2 ? dp : 1.0);
     m.optimizer_bytes = l.offload != Offload::none ? 0 : n * per.optimizer / (l.zero >= 1 ? dp : 1.0);
     const int64_t in_flight = max_in_flight_chunks(l.pp, l.vpp, l.grad_accum, i);
-    m.activations_bytes = s.activation_bytes / static_cast<double>(l.vpp) * static_cast<double>(in_flight);
+    // Chunk activations times the chunk-micro-batches in flight; the logits of the output
+    // layer live from one micro-batch's forward to its backward, once.
+    m.activations_bytes = (s.activation_bytes - s.head_activation_bytes) / static_cast<double>(l.vpp) *
+                              static_cast<double>(in_flight) +
+                          s.head_activation_bytes;
     // Communication buffers: gradient buckets for reduce-scatter, ZeRO-3 gathered layers
     // (current + prefetched), pipeline send/receive tensors.
     if (l.dp > 1 && l.zero >= 1) m.comm_buffer_bytes += std::min(n, kBucketParams) * per.grads;
@@ -112,7 +129,7 @@ MemoryBreakdown predict_memory(const ClusterSpec& cluster, const JobSpec& job,
     m.reserved_bytes = cluster.device.reserved_bytes;
     m.peak_bytes = m.params_bytes + m.grads_bytes + m.optimizer_bytes + m.activations_bytes +
                    m.comm_buffer_bytes + m.workspace_bytes + m.reserved_bytes;
-    if (i == 0 || m.peak_bytes > worst.peak_bytes) worst = m;
+    if (i == 0 || m.peak_bytes > worst.peak_bytes) worst = m;  // distinct_stages starts at 0
   }
   return worst;
 }
@@ -126,12 +143,8 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
 
   // Pipeline: 1F1B takes (m-1)·max + Σ stage times; interleaving divides the fill and
   // drain by vpp: m·max + (Σ - max)/vpp. Both equal the simulator on uniform stages.
-  const StageSummary* slowest = &table.stages[0];
-  double sum_s = 0;
-  for (const StageSummary& s : table.stages) {
-    sum_s += s.total_s();
-    if (s.total_s() > slowest->total_s()) slowest = &s;
-  }
+  const StageSummary* slowest = &table.stages[static_cast<size_t>(table.slowest_stage)];
+  const double sum_s = table.sum_stage_s;
   const double max_s = slowest->total_s();
   const double pipeline_s = l.vpp == 1 ? (m - 1) * max_s + sum_s
                                        : m * max_s + (sum_s - max_s) / static_cast<double>(l.vpp);
@@ -142,7 +155,8 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
   t.bubble_s = pipeline_s - m * max_s;
 
   // Data parallel, per stage (stages run their reductions at the same time).
-  for (const StageSummary& s : table.stages) {
+  for (int64_t i : table.distinct_stages) {
+    const StageSummary& s = table.stages[static_cast<size_t>(i)];
     const double n = s.params;
     double exposed = 0;
     if (l.dp > 1) {
@@ -199,15 +213,8 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
   p.hfu = p.hardware_tflops_per_gpu / peak;
 
   p.memory = predict_memory(cluster, job, l, table);
-  if (p.memory.peak_bytes > dev.memory_bytes) {
-    std::ostringstream why;
-    why.precision(3);
-    why << "pipeline stage " << p.memory.stage << " needs " << std::fixed << p.memory.peak_bytes / kGiB
-        << " GiB per rank, device has " << dev.memory_bytes / kGiB << " GiB (over by "
-        << static_cast<int64_t>(p.memory.peak_bytes - dev.memory_bytes) << " bytes)";
-    p.feasible = false;
-    p.reason = why.str();
-  }
+  p.capacity_bytes = dev.memory_bytes;
+  p.feasible = p.memory.peak_bytes <= dev.memory_bytes;
   return p;
 }
 
@@ -230,6 +237,16 @@ nlohmann::json prediction_to_json(const Prediction& p) {
                       {"comm_buffer_bytes", m.comm_buffer_bytes},
                       {"workspace_bytes", m.workspace_bytes}, {"reserved_bytes", m.reserved_bytes},
                       {"peak_bytes", m.peak_bytes}}}};
+}
+
+std::string infeasible_reason(const Prediction& p) {
+  if (p.feasible) return "";
+  std::ostringstream why;
+  why.precision(3);
+  why << "pipeline stage " << p.memory.stage << " needs " << std::fixed << p.memory.peak_bytes / kGiB
+      << " GiB per rank, device has " << p.capacity_bytes / kGiB << " GiB (over by "
+      << static_cast<int64_t>(p.memory.peak_bytes - p.capacity_bytes) << " bytes)";
+  return why.str();
 }
 
 }  // namespace sextant

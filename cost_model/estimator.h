@@ -38,6 +38,7 @@ struct StageSummary {
   double tp_comm_s = 0;
   double p2p_s = 0;
   double activation_bytes = 0;      // one micro-batch, all chunks
+  double head_activation_bytes = 0; // of which the output layer and loss (last chunk only)
   double workspace_bytes = 0;
   double model_flops = 0;           // one micro-batch, fwd + bwd
   double hardware_flops = 0;        // plus recompute
@@ -49,6 +50,11 @@ struct StageTable {
   std::vector<int64_t> blocks_per_chunk;  // global chunk order
   std::vector<StageSummary> stages;
   double p2p_bytes = 0;
+  // Stages with the same blocks, embedding and head cost the same: the first of each kind
+  // (which also holds the most micro-batches in flight), so per-layout work is O(kinds).
+  std::vector<int64_t> distinct_stages;
+  int64_t slowest_stage = 0;
+  double sum_stage_s = 0;  // Σ total_s over all stages
 };
 
 // Costs per stage for layer context `ctx` cut into pp·vpp chunks (time-balanced).
@@ -70,7 +76,7 @@ struct TimeBreakdown {
 
 struct Prediction {
   bool feasible = true;
-  std::string reason;  // why not feasible
+  double capacity_bytes = 0;  // device memory the peak is held against
   TimeBreakdown time;
   MemoryBreakdown memory;
   double tokens_per_s = 0;
@@ -86,5 +92,7 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
                    const GroupLinks& dp_links);
 
 nlohmann::json prediction_to_json(const Prediction& prediction);
+// Why an infeasible prediction does not fit: which rank, by how many bytes. "" if it fits.
+std::string infeasible_reason(const Prediction& prediction);
 
 }  // namespace sextant

@@ -137,7 +137,7 @@ int64_t Store::save_search(const SearchRecord& r) {
       plan.bind(j++, search_id);
       plan.bind(j++, p.rank);
       plan.bind(j++, pr.feasible ? 1 : 0);
-      plan.bind(j++, pr.reason);
+      plan.bind(j++, infeasible_reason(pr));
       plan.bind(j++, l.dp);
       plan.bind(j++, l.tp);
       plan.bind(j++, l.pp);

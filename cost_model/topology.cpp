@@ -3,8 +3,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <map>
-#include <set>
 
 #include "cost_model/error.h"
 
@@ -91,40 +89,45 @@ GroupLinks Topology::group_links(const std::vector<int64_t>& group) const {
   GroupLinks links;
   links.size = static_cast<int64_t>(group.size());
   if (group.size() <= 1) return links;
-  std::map<int64_t, std::vector<int64_t>> by_node;
-  std::set<int64_t> leaves;
-  for (int64_t d : group) {
-    by_node[node_of(d)].push_back(d);
-    leaves.insert(node_of(d) / cluster_.nodes_per_leaf);
-  }
-  const bool spans_leaves = leaves.size() > 1;
-  links.crosses_nodes = by_node.size() > 1;
+  std::vector<int64_t> members = group;
+  std::sort(members.begin(), members.end());  // device order is node order
+  const int64_t first_node = node_of(members.front()), last_node = node_of(members.back());
+  links.crosses_nodes = first_node != last_node;
+  const bool spans_leaves =
+      first_node / cluster_.nodes_per_leaf != last_node / cluster_.nodes_per_leaf;
   double bw = std::numeric_limits<double>::infinity();
   double latency = 0;
-  for (const auto& [node, members] : by_node) {
-    if (members.size() > 1) {  // ring hops inside the node
-      for (int64_t d : members) {
+  std::vector<Vertex> nics;
+  for (size_t begin = 0; begin < members.size();) {
+    size_t end = begin;
+    while (end < members.size() && node_of(members[end]) == node_of(members[begin])) ++end;
+    double device_to_nic_bw = std::numeric_limits<double>::infinity();
+    nics.clear();
+    for (size_t i = begin; i < end; ++i) {
+      const Vertex device = device_vertex_[static_cast<size_t>(members[i])];
+      if (end - begin > 1) {  // ring hops inside the node
         double link_bw = 0, link_latency = 0;
-        neighbor_of_kind(device_vertex_[static_cast<size_t>(d)], VertexKind::node_switch, &link_bw,
-                         &link_latency);
+        neighbor_of_kind(device, VertexKind::node_switch, &link_bw, &link_latency);
         bw = std::min(bw, link_bw * cluster_.intra_collective_efficiency);
         latency = std::max(latency, link_latency);
       }
+      if (links.crosses_nodes) {
+        double b = 0;
+        nics.push_back(neighbor_of_kind(device, VertexKind::nic, &b, nullptr));
+        device_to_nic_bw = std::min(device_to_nic_bw, b);
+      }
     }
-    if (!links.crosses_nodes) continue;
-    std::set<Vertex> nics;
-    double device_to_nic_bw = std::numeric_limits<double>::infinity();
-    for (int64_t d : members) {
-      double b = 0;
-      nics.insert(neighbor_of_kind(device_vertex_[static_cast<size_t>(d)], VertexKind::nic, &b, nullptr));
-      device_to_nic_bw = std::min(device_to_nic_bw, b);
+    if (links.crosses_nodes) {
+      std::sort(nics.begin(), nics.end());
+      nics.erase(std::unique(nics.begin(), nics.end()), nics.end());
+      double node_capacity = 0;
+      for (Vertex nic : nics) {
+        node_capacity += std::min(device_to_nic_bw, nic_path_bw(nic, spans_leaves));
+        latency = std::max(latency, nic_path_latency(nic, spans_leaves));
+      }
+      bw = std::min(bw, node_capacity * cluster_.inter_collective_efficiency);
     }
-    double node_capacity = 0;
-    for (Vertex nic : nics) {
-      node_capacity += std::min(device_to_nic_bw, nic_path_bw(nic, spans_leaves));
-      latency = std::max(latency, nic_path_latency(nic, spans_leaves));
-    }
-    bw = std::min(bw, node_capacity * cluster_.inter_collective_efficiency);
+    begin = end;
   }
   links.bus_bw_bytes_per_s = bw;
   links.latency_s = latency;

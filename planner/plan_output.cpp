@@ -17,7 +17,7 @@ nlohmann::json candidate_to_json(const Candidate& c) {
   nlohmann::json j = {{"feasible", c.prediction.feasible},
                       {"layout", layout_to_json(c.layout)},
                       {"predicted", prediction_to_json(c.prediction)}};
-  if (!c.prediction.feasible) j["reason"] = c.prediction.reason;
+  if (!c.prediction.feasible) j["reason"] = infeasible_reason(c.prediction);
   return j;
 }
 
@@ -76,7 +76,7 @@ std::string search_to_table(const SearchRequest& req, const SearchResult& res) {
         << m.activations_bytes / kGiB << " + comm buffers " << m.comm_buffer_bytes / kGiB
         << " + workspace " << m.workspace_bytes / kGiB << " + reserved " << m.reserved_bytes / kGiB
         << "\n";
-    if (!p.feasible) out << "      " << p.reason << "\n";
+    if (!p.feasible) out << "      " << infeasible_reason(p) << "\n";
   }
   return out.str();
 }

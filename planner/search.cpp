@@ -42,13 +42,13 @@ int64_t parse_int(const std::string& key, const std::string& value) {
   throw InputError("--fix", key, "expected a non-negative integer, got \"" + value + "\"");
 }
 
-// The slowest of (up to 64, evenly spread) groups along an axis.
+// The slowest of the groups along an axis that hold 16 ranks spread evenly over the world
+// (all of them for small worlds); groups of one axis are translates on a regular cluster.
 GroupLinks slowest_group(const Topology& topo, const ParallelLayout& l, Axis axis) {
-  const auto groups = rank_groups(l, axis);
-  const size_t step = std::max<size_t>(1, groups.size() / 64);
+  const int64_t world = l.world_size(), samples = std::min<int64_t>(world, 16);
   GroupLinks worst;
-  for (size_t i = 0; i < groups.size(); i += step) {
-    GroupLinks links = topo.group_links(groups[i]);
+  for (int64_t i = 0; i < samples; ++i) {
+    GroupLinks links = topo.group_links(rank_group_of(l, axis, i * world / samples));
     if (i == 0 || links.bus_bw_bytes_per_s < worst.bus_bw_bytes_per_s) worst = links;
   }
   return worst;

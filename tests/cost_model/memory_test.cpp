@@ -9,9 +9,10 @@
 namespace sextant {
 namespace {
 
-ModelSpec gpt(int64_t h, int64_t a, int64_t layers, int64_t s, double dropout = 0.1) {
+ModelSpec gpt(int64_t h, int64_t a, int64_t layers, int64_t s, double dropout = 0.1,
+              int64_t vocab = 51200) {
   nlohmann::json c = {{"model_type", "gpt"}, {"hidden_size", h}, {"num_attention_heads", a},
-                      {"num_hidden_layers", layers}, {"vocab_size", 51200},
+                      {"num_hidden_layers", layers}, {"vocab_size", vocab},
                       {"max_position_embeddings", s}, {"dropout", dropout}};
   return model_spec_from_json(c, "test");
 }
@@ -80,7 +81,7 @@ TEST(Memory, ZeroStagesShardSixteenBytesPerParameter) {
 
 TEST(Memory, OneFOneBKeepsPpMinusStageMicroBatches) {
   const ClusterSpec c = load_cluster("dgx-a100-80gb");
-  const ModelSpec m = gpt(2048, 16, 8, 1024);
+  const ModelSpec m = gpt(2048, 16, 8, 1024, 0.1, /*vocab=*/1024);  // small head: 2 blocks a stage
   ParallelLayout l;
   l.pp = 4;
   l.grad_accum = 8;
@@ -96,7 +97,7 @@ TEST(Memory, OneFOneBKeepsPpMinusStageMicroBatches) {
 TEST(Memory, InterleavingHoldsTheKorthikantiExtraFraction) {
   // First stage: L·(1 + (pp-1)/(pp·vpp)) layers' activations (Korthikanti et al. §4.4).
   const ClusterSpec c = load_cluster("dgx-a100-80gb");
-  const ModelSpec m = gpt(2048, 16, 24, 1024, /*dropout=*/0.0);
+  const ModelSpec m = gpt(2048, 16, 24, 1024, /*dropout=*/0.0, /*vocab=*/1024);
   ParallelLayout l;
   l.pp = 4;
   l.vpp = 3;
