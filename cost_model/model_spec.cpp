@@ -35,6 +35,64 @@ void read_llama_like(const JsonFields& f, ModelSpec& m) {
   m.position = PositionKind::rope;
 }
 
+void read_gpt2(const JsonFields& f, ModelSpec& m) {
+  m.hidden_size = f.integer("n_embd", 1, kMaxHidden);
+  m.num_layers = f.integer("n_layer", 1, kMaxLayers);
+  m.num_heads = m.num_kv_heads = f.integer("n_head", 1, kMaxHeads);
+  m.ffn_hidden_size = f.integer_or("n_inner", 4 * m.hidden_size, 1, kMaxFfn);
+  m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);
+  m.max_position_embeddings = f.integer_or("n_positions", 1024, 1, kMaxSeq);
+  m.tied_embeddings = f.boolean_or("tie_word_embeddings", true);
+  m.dropout = f.number_or("resid_pdrop", 0.1, 0.0, 1.0);
+  m.qkv_bias = m.attn_out_bias = m.mlp_bias = true;
+  m.norm = NormKind::layernorm;
+  m.mlp = MlpKind::gelu;
+  m.position = PositionKind::learned;
+}
+
+void read_gpt_neox(const JsonFields& f, ModelSpec& m) {
+  m.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
+  m.num_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
+  m.num_heads = m.num_kv_heads = f.integer("num_attention_heads", 1, kMaxHeads);
+  m.ffn_hidden_size = f.integer("intermediate_size", 1, kMaxFfn);
+  m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);
+  m.max_position_embeddings = f.integer_or("max_position_embeddings", 2048, 1, kMaxSeq);
+  m.tied_embeddings = f.boolean_or("tie_word_embeddings", false);
+  m.rotary_pct = f.number_or("rotary_pct", 0.25, 0.0, 1.0);
+  m.parallel_residual = f.boolean_or("use_parallel_residual", true);
+  m.qkv_bias = m.attn_out_bias = f.boolean_or("attention_bias", true);
+  m.mlp_bias = true;
+  m.dropout = f.number_or("hidden_dropout", 0.0, 0.0, 1.0);
+  m.norm = NormKind::layernorm;
+  m.mlp = MlpKind::gelu;
+  m.position = PositionKind::rope;
+}
+
+// sextant's own Megatron-style GPT: LayerNorm, GeLU MLP, biases, learned positions.
+void read_gpt(const JsonFields& f, ModelSpec& m) {
+  m.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
+  m.num_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
+  m.num_heads = f.integer("num_attention_heads", 1, kMaxHeads);
+  m.num_kv_heads = f.integer_or("num_key_value_heads", m.num_heads, 1, kMaxHeads);
+  m.ffn_hidden_size = f.integer_or("intermediate_size", 4 * m.hidden_size, 1, kMaxFfn);
+  m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);
+  m.max_position_embeddings = f.integer_or("max_position_embeddings", 2048, 1, kMaxSeq);
+  m.tied_embeddings = f.boolean_or("tie_word_embeddings", true);
+  m.dropout = f.number_or("dropout", 0.1, 0.0, 1.0);
+  m.qkv_bias = m.attn_out_bias = m.mlp_bias = f.boolean_or("bias", true);
+  const std::string norm = f.string_or("norm", "layernorm");
+  const std::string mlp = f.string_or("mlp", "gelu");
+  const std::string pos = f.string_or("position_embedding", "learned");
+  if (norm != "layernorm" && norm != "rmsnorm")
+    throw InputError(f.where(), "norm", "expected layernorm or rmsnorm");
+  if (mlp != "gelu" && mlp != "swiglu") throw InputError(f.where(), "mlp", "expected gelu or swiglu");
+  if (pos != "learned" && pos != "rope")
+    throw InputError(f.where(), "position_embedding", "expected learned or rope");
+  m.norm = norm == "layernorm" ? NormKind::layernorm : NormKind::rmsnorm;
+  m.mlp = mlp == "gelu" ? MlpKind::gelu : MlpKind::swiglu;
+  m.position = pos == "learned" ? PositionKind::learned : PositionKind::rope;
+}
+
 ModelSpec read_by_type(const JsonFields& f, const std::string& type) {
   ModelSpec m;
   m.model_type = type;
@@ -52,57 +110,11 @@ ModelSpec read_by_type(const JsonFields& f, const std::string& type) {
         throw InputError(f.where(), "num_experts_per_tok", "must not exceed num_local_experts");
     }
   } else if (type == "gpt2") {
-    m.hidden_size = f.integer("n_embd", 1, kMaxHidden);
-    m.num_layers = f.integer("n_layer", 1, kMaxLayers);
-    m.num_heads = m.num_kv_heads = f.integer("n_head", 1, kMaxHeads);
-    m.ffn_hidden_size = f.integer_or("n_inner", 4 * m.hidden_size, 1, kMaxFfn);
-    m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);
-    m.max_position_embeddings = f.integer_or("n_positions", 1024, 1, kMaxSeq);
-    m.tied_embeddings = f.boolean_or("tie_word_embeddings", true);
-    m.dropout = f.number_or("resid_pdrop", 0.1, 0.0, 1.0);
-    m.qkv_bias = m.attn_out_bias = m.mlp_bias = true;
-    m.norm = NormKind::layernorm;
-    m.mlp = MlpKind::gelu;
-    m.position = PositionKind::learned;
+    read_gpt2(f, m);
   } else if (type == "gpt_neox") {
-    m.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
-    m.num_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
-    m.num_heads = m.num_kv_heads = f.integer("num_attention_heads", 1, kMaxHeads);
-    m.ffn_hidden_size = f.integer("intermediate_size", 1, kMaxFfn);
-    m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);
-    m.max_position_embeddings = f.integer_or("max_position_embeddings", 2048, 1, kMaxSeq);
-    m.tied_embeddings = f.boolean_or("tie_word_embeddings", false);
-    m.rotary_pct = f.number_or("rotary_pct", 0.25, 0.0, 1.0);
-    m.parallel_residual = f.boolean_or("use_parallel_residual", true);
-    m.qkv_bias = m.attn_out_bias = f.boolean_or("attention_bias", true);
-    m.mlp_bias = true;
-    m.dropout = f.number_or("hidden_dropout", 0.0, 0.0, 1.0);
-    m.norm = NormKind::layernorm;
-    m.mlp = MlpKind::gelu;
-    m.position = PositionKind::rope;
+    read_gpt_neox(f, m);
   } else if (type == "gpt") {
-    // sextant's own Megatron-style GPT: LayerNorm, GeLU MLP, biases, learned positions.
-    m.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
-    m.num_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
-    m.num_heads = f.integer("num_attention_heads", 1, kMaxHeads);
-    m.num_kv_heads = f.integer_or("num_key_value_heads", m.num_heads, 1, kMaxHeads);
-    m.ffn_hidden_size = f.integer_or("intermediate_size", 4 * m.hidden_size, 1, kMaxFfn);
-    m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);
-    m.max_position_embeddings = f.integer_or("max_position_embeddings", 2048, 1, kMaxSeq);
-    m.tied_embeddings = f.boolean_or("tie_word_embeddings", true);
-    m.dropout = f.number_or("dropout", 0.1, 0.0, 1.0);
-    m.qkv_bias = m.attn_out_bias = m.mlp_bias = f.boolean_or("bias", true);
-    const std::string norm = f.string_or("norm", "layernorm");
-    const std::string mlp = f.string_or("mlp", "gelu");
-    const std::string pos = f.string_or("position_embedding", "learned");
-    if (norm != "layernorm" && norm != "rmsnorm")
-      throw InputError(f.where(), "norm", "expected layernorm or rmsnorm");
-    if (mlp != "gelu" && mlp != "swiglu") throw InputError(f.where(), "mlp", "expected gelu or swiglu");
-    if (pos != "learned" && pos != "rope")
-      throw InputError(f.where(), "position_embedding", "expected learned or rope");
-    m.norm = norm == "layernorm" ? NormKind::layernorm : NormKind::rmsnorm;
-    m.mlp = mlp == "gelu" ? MlpKind::gelu : MlpKind::swiglu;
-    m.position = pos == "learned" ? PositionKind::learned : PositionKind::rope;
+    read_gpt(f, m);
   } else {
     throw InputError(f.where(), "model_type",
                      "unknown model_type \"" + type +

@@ -86,78 +86,82 @@ int64_t Store::count(const std::string& table) const {
   throw std::invalid_argument("Store::count: unknown table " + table);
 }
 
+namespace {
+
+int64_t insert_cluster(SQLite::Database& db, const SearchRecord& r) {
+  const std::string text = r.cluster_json.dump();
+  SQLite::Statement insert(db,
+      "INSERT OR IGNORE INTO clusters (name, description_json, created_at) VALUES (?, ?, ?)");
+  insert.bind(1, r.cluster_name);
+  insert.bind(2, text);
+  insert.bind(3, now_utc());
+  insert.exec();
+  SQLite::Statement find(db, "SELECT id FROM clusters WHERE name = ? AND description_json = ?");
+  find.bind(1, r.cluster_name);
+  find.bind(2, text);
+  find.executeStep();
+  return find.getColumn(0).getInt64();
+}
+
+int64_t insert_search(SQLite::Database& db, const SearchRecord& r, int64_t cluster_id) {
+  SQLite::Statement search(db,
+      "INSERT INTO searches (created_at, cost_model_version, cluster_id, gpus, model_name, "
+      "model_json, params, seq_len, global_batch, precision, fixed, evaluated, feasible, seconds) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  int i = 1;
+  search.bind(i++, now_utc());
+  search.bind(i++, kCostModelVersion);
+  search.bind(i++, cluster_id);
+  search.bind(i++, r.gpus);
+  search.bind(i++, r.model.name);
+  search.bind(i++, model_spec_to_json(r.model).dump());
+  search.bind(i++, r.model.total_params());
+  search.bind(i++, r.model.seq_len);
+  search.bind(i++, r.job.global_batch);
+  search.bind(i++, to_string(r.job.precision));
+  search.bind(i++, r.fixed);
+  search.bind(i++, r.evaluated);
+  search.bind(i++, r.feasible);
+  search.bind(i++, r.seconds);
+  search.exec();
+  return db.getLastInsertRowid();
+}
+
+void insert_plans(SQLite::Database& db, int64_t search_id, const std::vector<StoredPlan>& plans) {
+  SQLite::Statement plan(db,
+      "INSERT INTO plans (search_id, rank, feasible, reason, dp, tp, pp, vpp, zero, micro_batch, "
+      "grad_accum, recompute, sequence_parallel, offload, step_time_s, tokens_per_s, "
+      "model_tflops_per_gpu, hardware_tflops_per_gpu, mfu, peak_bytes, prediction_json) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  for (const StoredPlan& p : plans) {
+    const ParallelLayout& l = p.layout;
+    const Prediction& pr = p.prediction;
+    int j = 1;
+    plan.bind(j++, search_id);
+    plan.bind(j++, p.rank);
+    plan.bind(j++, pr.feasible ? 1 : 0);
+    plan.bind(j++, infeasible_reason(pr));
+    for (int64_t v : {l.dp, l.tp, l.pp, l.vpp, static_cast<int64_t>(l.zero), l.micro_batch, l.grad_accum})
+      plan.bind(j++, v);
+    plan.bind(j++, to_string(l.recompute));
+    plan.bind(j++, l.sequence_parallel ? 1 : 0);
+    plan.bind(j++, to_string(l.offload));
+    for (double v : {pr.time.step_s, pr.tokens_per_s, pr.model_tflops_per_gpu, pr.hardware_tflops_per_gpu,
+                     pr.mfu, pr.memory.peak_bytes})
+      plan.bind(j++, v);
+    plan.bind(j++, prediction_to_json(pr).dump());
+    plan.exec();
+    plan.reset();
+  }
+}
+
+}  // namespace
+
 int64_t Store::save_search(const SearchRecord& r) {
   try {
     SQLite::Transaction tx(*db_);
-    const std::string cluster_text = r.cluster_json.dump();
-    SQLite::Statement insert_cluster(*db_,
-        "INSERT OR IGNORE INTO clusters (name, description_json, created_at) VALUES (?, ?, ?)");
-    insert_cluster.bind(1, r.cluster_name);
-    insert_cluster.bind(2, cluster_text);
-    insert_cluster.bind(3, now_utc());
-    insert_cluster.exec();
-    SQLite::Statement find_cluster(*db_,
-        "SELECT id FROM clusters WHERE name = ? AND description_json = ?");
-    find_cluster.bind(1, r.cluster_name);
-    find_cluster.bind(2, cluster_text);
-    find_cluster.executeStep();
-    const int64_t cluster_id = find_cluster.getColumn(0).getInt64();
-
-    SQLite::Statement search(*db_,
-        "INSERT INTO searches (created_at, cost_model_version, cluster_id, gpus, model_name, "
-        "model_json, params, seq_len, global_batch, precision, fixed, evaluated, feasible, seconds) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    int i = 1;
-    search.bind(i++, now_utc());
-    search.bind(i++, kCostModelVersion);
-    search.bind(i++, cluster_id);
-    search.bind(i++, r.gpus);
-    search.bind(i++, r.model.name);
-    search.bind(i++, model_spec_to_json(r.model).dump());
-    search.bind(i++, r.model.total_params());
-    search.bind(i++, r.model.seq_len);
-    search.bind(i++, r.job.global_batch);
-    search.bind(i++, to_string(r.job.precision));
-    search.bind(i++, r.fixed);
-    search.bind(i++, r.evaluated);
-    search.bind(i++, r.feasible);
-    search.bind(i++, r.seconds);
-    search.exec();
-    const int64_t search_id = db_->getLastInsertRowid();
-
-    SQLite::Statement plan(*db_,
-        "INSERT INTO plans (search_id, rank, feasible, reason, dp, tp, pp, vpp, zero, micro_batch, "
-        "grad_accum, recompute, sequence_parallel, offload, step_time_s, tokens_per_s, "
-        "model_tflops_per_gpu, hardware_tflops_per_gpu, mfu, peak_bytes, prediction_json) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    for (const StoredPlan& p : r.plans) {
-      const ParallelLayout& l = p.layout;
-      const Prediction& pr = p.prediction;
-      int j = 1;
-      plan.bind(j++, search_id);
-      plan.bind(j++, p.rank);
-      plan.bind(j++, pr.feasible ? 1 : 0);
-      plan.bind(j++, infeasible_reason(pr));
-      plan.bind(j++, l.dp);
-      plan.bind(j++, l.tp);
-      plan.bind(j++, l.pp);
-      plan.bind(j++, l.vpp);
-      plan.bind(j++, l.zero);
-      plan.bind(j++, l.micro_batch);
-      plan.bind(j++, l.grad_accum);
-      plan.bind(j++, to_string(l.recompute));
-      plan.bind(j++, l.sequence_parallel ? 1 : 0);
-      plan.bind(j++, to_string(l.offload));
-      plan.bind(j++, pr.time.step_s);
-      plan.bind(j++, pr.tokens_per_s);
-      plan.bind(j++, pr.model_tflops_per_gpu);
-      plan.bind(j++, pr.hardware_tflops_per_gpu);
-      plan.bind(j++, pr.mfu);
-      plan.bind(j++, pr.memory.peak_bytes);
-      plan.bind(j++, prediction_to_json(pr).dump());
-      plan.exec();
-      plan.reset();
-    }
+    const int64_t search_id = insert_search(*db_, r, insert_cluster(*db_, r));
+    insert_plans(*db_, search_id, r.plans);
     tx.commit();
     return search_id;
   } catch (const SQLite::Exception& e) {

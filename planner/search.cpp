@@ -116,14 +116,13 @@ FixedAxes parse_fixed_axes(const std::string& text) {
   return f;
 }
 
-SearchResult search(const SearchRequest& req) {
-  const auto start = std::chrono::steady_clock::now();
-  const ModelSpec& model = req.model;
-  const FixedAxes& fix = req.fixed;
-  const int64_t n = req.gpus;
-  Topology topo(req.cluster, n);
+namespace {
 
-  // Requests that cannot have any layout, said up front with the field to change.
+// Requests that cannot have any layout, said up front with the field to change.
+void check_pinned_axes(const SearchRequest& req) {
+  const FixedAxes& fix = req.fixed;
+  const ModelSpec& model = req.model;
+  const int64_t n = req.gpus;
   const int64_t pinned = fix.dp.value_or(1) * fix.tp.value_or(1) * fix.pp.value_or(1);
   if ((fix.dp && fix.tp && fix.pp && pinned != n) || n % pinned != 0)
     throw InputError("--fix", "dp*tp*pp",
@@ -137,90 +136,119 @@ SearchResult search(const SearchRequest& req) {
                                         std::to_string(model.num_layers));
   if (fix.offload == Offload::params && fix.zero && *fix.zero != 3)
     throw InputError("--fix", "offload", "params offload needs zero=3");
+}
 
-  std::vector<int64_t> tp_all;
-  for (int64_t t : divisors(n))
-    if (model.num_heads % t == 0 && model.ffn_hidden_size % t == 0 &&
-        (model.num_kv_heads % t == 0 || t % model.num_kv_heads == 0) &&
-        (fix.tp || t <= req.cluster.devices_per_node))
-      tp_all.push_back(t);
+// tp sizes that split heads, key/value heads and the FFN evenly, within a node unless pinned.
+std::vector<int64_t> tp_sizes(const SearchRequest& req) {
+  const ModelSpec& m = req.model;
+  std::vector<int64_t> out;
+  for (int64_t t : divisors(req.gpus))
+    if (m.num_heads % t == 0 && m.ffn_hidden_size % t == 0 &&
+        (m.num_kv_heads % t == 0 || t % m.num_kv_heads == 0) &&
+        (req.fixed.tp || t <= req.cluster.devices_per_node))
+      out.push_back(t);
+  return pick(req.fixed.tp, out);
+}
 
-  std::vector<Candidate> top;
-  std::vector<Candidate> least_memory;  // kept in case nothing fits
-  SearchResult result;
-  const size_t k = static_cast<size_t>(std::max<int64_t>(1, req.top_k));
-  auto keep = [&](std::vector<Candidate>& list, Candidate&& c) {
-    if (list.size() == k && !better(c, list.back())) return;
-    auto at = std::upper_bound(list.begin(), list.end(), c, better);
-    list.insert(at, std::move(c));
-    if (list.size() > k) list.pop_back();
-  };
+// The best k candidates (and, until one fits, the k least memory-hungry), with counts.
+class Collector {
+ public:
+  explicit Collector(int64_t k) : k_(static_cast<size_t>(std::max<int64_t>(1, k))) {}
+  void add(Candidate&& c) {
+    ++result_.evaluated;
+    if (c.prediction.feasible) {
+      ++result_.feasible;
+      keep(top_, std::move(c));
+    } else if (top_.empty()) {
+      keep(least_memory_, std::move(c));
+    }
+  }
+  SearchResult finish() {
+    result_.candidates = top_.empty() ? std::move(least_memory_) : std::move(top_);
+    return std::move(result_);
+  }
+  int64_t evaluated() const { return result_.evaluated; }
 
-  for (int64_t tp : pick(fix.tp, tp_all)) {
-    for (int64_t pp : pick(fix.pp, divisors(n / tp))) {
-      if (pp > model.num_layers || (n / tp) % pp != 0) continue;
-      const int64_t dp = n / (tp * pp);
-      if (fix.dp && *fix.dp != dp) continue;
-      if (req.job.global_batch % dp != 0) continue;
-      const int64_t per_replica = req.job.global_batch / dp;
-      ParallelLayout shape;
-      shape.dp = dp;
-      shape.tp = tp;
-      shape.pp = pp;
-      const GroupLinks tp_links = slowest_group(topo, shape, Axis::tp);
-      const GroupLinks dp_links = slowest_group(topo, shape, Axis::dp);
-      const GroupLinks pp_links = neighbour_stage_links(topo, shape);
-      for (int64_t vpp : pick(fix.vpp, {1, 2, 3, 4, 6, 8})) {
-        if (vpp > 1 && pp == 1) continue;
-        if (pp * vpp > model.num_layers) continue;
-        for (int64_t mb : pick(fix.micro_batch, divisors(per_replica))) {
-          if (per_replica % mb != 0) continue;
-          const int64_t m = per_replica / mb;
-          if (fix.grad_accum && *fix.grad_accum != m) continue;
-          if (vpp > 1 && m % pp != 0) continue;
-          for (bool sp : pick(fix.sequence_parallel, {false, true})) {
-            if (sp && tp == 1 && !fix.sequence_parallel) continue;
-            for (Recompute rc : pick(fix.recompute, {Recompute::none, Recompute::selective, Recompute::full})) {
-              // Flash attention never stores the scores: selective recompute would equal none.
-              if (rc == Recompute::selective && req.job.flash_attention && !fix.recompute) continue;
-              LayerContext ctx{&model, &req.cluster.device, req.job.precision, mb, tp, sp, rc,
-                               req.job.flash_attention, tp_links};
-              const StageTable table = build_stage_table(model, ctx, pp, vpp, pp_links);
-              for (int zero : pick(fix.zero, {0, 1, 2, 3})) {
-                if (zero > 0 && dp == 1 && !fix.zero) continue;  // nothing to shard over
-                for (Offload off : pick(fix.offload, {Offload::none, Offload::optimizer, Offload::params})) {
-                  if (off == Offload::params && zero != 3) continue;
-                  if (off != Offload::none && req.cluster.pcie_bw_bytes_per_s <= 0) continue;
-                  ParallelLayout l = shape;
-                  l.vpp = vpp;
-                  l.micro_batch = mb;
-                  l.grad_accum = m;
-                  l.sequence_parallel = sp;
-                  l.recompute = rc;
-                  l.zero = zero;
-                  l.offload = off;
-                  Candidate c{l, predict(req.cluster, req.job, model, l, table, dp_links)};
-                  ++result.evaluated;
-                  if (c.prediction.feasible) {
-                    ++result.feasible;
-                    keep(top, std::move(c));
-                  } else if (top.empty()) {
-                    keep(least_memory, std::move(c));
-                  }
-                }
-              }
+ private:
+  void keep(std::vector<Candidate>& list, Candidate&& c) {
+    if (list.size() == k_ && !better(c, list.back())) return;
+    list.insert(std::upper_bound(list.begin(), list.end(), c, better), std::move(c));
+    if (list.size() > k_) list.pop_back();
+  }
+  size_t k_;
+  std::vector<Candidate> top_, least_memory_;
+  SearchResult result_;
+};
+
+// Every layout with this dp × tp × pp shape.
+void search_shape(const SearchRequest& req, const Topology& topo, const ParallelLayout& shape,
+                  Collector& out) {
+  const ModelSpec& model = req.model;
+  const FixedAxes& fix = req.fixed;
+  const int64_t per_replica = req.job.global_batch / shape.dp;
+  const GroupLinks tp_links = slowest_group(topo, shape, Axis::tp);
+  const GroupLinks dp_links = slowest_group(topo, shape, Axis::dp);
+  const GroupLinks pp_links = neighbour_stage_links(topo, shape);
+  for (int64_t vpp : pick(fix.vpp, {1, 2, 3, 4, 6, 8})) {
+    if ((vpp > 1 && shape.pp == 1) || shape.pp * vpp > model.num_layers) continue;
+    for (int64_t mb : pick(fix.micro_batch, divisors(per_replica))) {
+      const int64_t m = per_replica / mb;
+      if (per_replica % mb != 0 || (fix.grad_accum && *fix.grad_accum != m)) continue;
+      if (vpp > 1 && m % shape.pp != 0) continue;
+      for (bool sp : pick(fix.sequence_parallel, {false, true})) {
+        if (sp && shape.tp == 1 && !fix.sequence_parallel) continue;
+        for (Recompute rc : pick(fix.recompute, {Recompute::none, Recompute::selective, Recompute::full})) {
+          // Flash attention never stores the scores: selective recompute would equal none.
+          if (rc == Recompute::selective && req.job.flash_attention && !fix.recompute) continue;
+          const LayerContext ctx{&model, &req.cluster.device, req.job.precision, mb, shape.tp, sp,
+                                 rc, req.job.flash_attention, tp_links};
+          const StageTable table = build_stage_table(model, ctx, shape.pp, vpp, pp_links);
+          for (int zero : pick(fix.zero, {0, 1, 2, 3})) {
+            if (zero > 0 && shape.dp == 1 && !fix.zero) continue;  // nothing to shard over
+            for (Offload off : pick(fix.offload, {Offload::none, Offload::optimizer, Offload::params})) {
+              if (off == Offload::params && zero != 3) continue;
+              if (off != Offload::none && req.cluster.pcie_bw_bytes_per_s <= 0) continue;
+              ParallelLayout l = shape;
+              l.vpp = vpp;
+              l.micro_batch = mb;
+              l.grad_accum = m;
+              l.sequence_parallel = sp;
+              l.recompute = rc;
+              l.zero = zero;
+              l.offload = off;
+              out.add(Candidate{l, predict(req.cluster, req.job, model, l, table, dp_links)});
             }
           }
         }
       }
     }
   }
-  if (result.evaluated == 0) {
-    std::string why = "no layout divides: check --global-batch (" + std::to_string(req.job.global_batch) +
-                      ") against dp, and tp against the heads (" + std::to_string(model.num_heads) + ")";
-    throw InputError(fix.text.empty() ? "--gpus" : "--fix", "", why);
+}
+
+}  // namespace
+
+SearchResult search(const SearchRequest& req) {
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t n = req.gpus;
+  Topology topo(req.cluster, n);
+  check_pinned_axes(req);
+  Collector collector(req.top_k);
+  for (int64_t tp : tp_sizes(req)) {
+    for (int64_t pp : pick(req.fixed.pp, divisors(n / tp))) {
+      if (pp > req.model.num_layers || (n / tp) % pp != 0) continue;
+      ParallelLayout shape;
+      shape.dp = n / (tp * pp);
+      shape.tp = tp;
+      shape.pp = pp;
+      if ((req.fixed.dp && *req.fixed.dp != shape.dp) || req.job.global_batch % shape.dp != 0) continue;
+      search_shape(req, topo, shape, collector);
+    }
   }
-  result.candidates = top.empty() ? std::move(least_memory) : std::move(top);
+  if (collector.evaluated() == 0)
+    throw InputError(req.fixed.text.empty() ? "--gpus" : "--fix", "",
+                     "no layout divides: check --global-batch (" + std::to_string(req.job.global_batch) +
+                         ") against dp, and tp against the heads (" + std::to_string(req.model.num_heads) + ")");
+  SearchResult result = collector.finish();
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }

@@ -107,4 +107,38 @@ std::string validation_table(const std::vector<ValidationRow>& rows) {
   return out.str();
 }
 
+std::vector<ThroughputRow> validate_megatron_h100(const nlohmann::json& data, const ClusterSpec& cluster) {
+  std::vector<ThroughputRow> rows;
+  const nlohmann::json& common = data.at("common");
+  for (const nlohmann::json& row : data.at("rows")) {
+    nlohmann::json config = {{"model_type", "gpt"}, {"name", row.at("params")},
+                             {"hidden_size", row.at("hidden")}, {"num_attention_heads", row.at("heads")},
+                             {"num_hidden_layers", row.at("layers")}, {"vocab_size", common.at("vocab_size")},
+                             {"max_position_embeddings", common.at("seq_len")},
+                             {"tie_word_embeddings", false}, {"dropout", 0.0}};
+    SearchRequest req;
+    req.model = model_spec_from_json(config, "megatron-h100-2024.json");
+    req.cluster = cluster;
+    req.gpus = row.at("gpus").get<int64_t>();
+    req.job.global_batch = row.at("global_batch").get<int64_t>();
+    req.fixed = parse_fixed_axes("tp=" + std::to_string(row.at("tp").get<int64_t>()) +
+                                 ",pp=" + std::to_string(row.at("pp").get<int64_t>()));
+    req.top_k = 1;
+    const Candidate best = search(req).candidates.at(0);
+    rows.push_back({req.model.name, row.at("tflops_per_gpu").get<double>(),
+                    best.prediction.model_tflops_per_gpu, layout_to_string(best.layout)});
+  }
+  return rows;
+}
+
+std::string throughput_table(const std::vector<ThroughputRow>& rows) {
+  std::ostringstream out;
+  out << std::fixed << "model  published_TFLOP/s  predicted_TFLOP/s  error   layout chosen\n";
+  for (const ThroughputRow& r : rows)
+    out << std::left << std::setw(6) << r.model << std::right << std::setprecision(1) << std::setw(14)
+        << r.published_tflops << std::setw(19) << r.predicted_tflops << std::setw(8) << 100 * r.error()
+        << "%  " << r.layout << "\n";
+  return out.str();
+}
+
 }  // namespace sextant

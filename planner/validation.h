@@ -32,4 +32,15 @@ struct ValidationRow {
 std::vector<ValidationRow> validate_korthikanti(const nlohmann::json& data, const ClusterSpec& cluster);
 std::string validation_table(const std::vector<ValidationRow>& rows);
 
+// The softer reference: Megatron-LM's H100 weak-scaling table (TFLOP/s per GPU, with
+// micro-batch, recompute and ZeRO unpublished: the search picks them; tp and pp pinned).
+struct ThroughputRow {
+  std::string model;
+  double published_tflops = 0, predicted_tflops = 0;
+  std::string layout;
+  double error() const { return predicted_tflops / published_tflops - 1.0; }
+};
+std::vector<ThroughputRow> validate_megatron_h100(const nlohmann::json& data, const ClusterSpec& cluster);
+std::string throughput_table(const std::vector<ThroughputRow>& rows);
+
 }  // namespace sextant
