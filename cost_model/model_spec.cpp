@@ -19,14 +19,22 @@ constexpr int64_t kMaxVocab = 1 << 23;
 constexpr int64_t kMaxSeq = 1 << 22;
 constexpr int64_t kMaxExperts = 1 << 10;
 
-void read_llama_like(const JsonFields& f, ModelSpec& m) {
+// The size keys that llama, mistral, mixtral, qwen2, gpt_neox and sextant's gpt share.
+// intermediate_size is required unless a default is given.
+void read_standard_sizes(const JsonFields& f, ModelSpec& m, int64_t default_ffn = 0) {
   m.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
   m.num_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
   m.num_heads = f.integer("num_attention_heads", 1, kMaxHeads);
   m.num_kv_heads = f.integer_or("num_key_value_heads", m.num_heads, 1, kMaxHeads);
-  m.ffn_hidden_size = f.integer("intermediate_size", 1, kMaxFfn);
+  m.ffn_hidden_size = default_ffn > 0
+                          ? f.integer_or("intermediate_size", default_ffn * m.hidden_size, 1, kMaxFfn)
+                          : f.integer("intermediate_size", 1, kMaxFfn);
   m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);
   m.max_position_embeddings = f.integer_or("max_position_embeddings", 2048, 1, kMaxSeq);
+}
+
+void read_llama_like(const JsonFields& f, ModelSpec& m) {
+  read_standard_sizes(f, m);
   m.tied_embeddings = f.boolean_or("tie_word_embeddings", false);
   m.head_dim = f.integer_or("head_dim", 0, 1, kMaxHidden);
   m.dropout = f.number_or("attention_dropout", 0.0, 0.0, 1.0);
@@ -51,12 +59,7 @@ void read_gpt2(const JsonFields& f, ModelSpec& m) {
 }
 
 void read_gpt_neox(const JsonFields& f, ModelSpec& m) {
-  m.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
-  m.num_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
-  m.num_heads = m.num_kv_heads = f.integer("num_attention_heads", 1, kMaxHeads);
-  m.ffn_hidden_size = f.integer("intermediate_size", 1, kMaxFfn);
-  m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);
-  m.max_position_embeddings = f.integer_or("max_position_embeddings", 2048, 1, kMaxSeq);
+  read_standard_sizes(f, m);
   m.tied_embeddings = f.boolean_or("tie_word_embeddings", false);
   m.rotary_pct = f.number_or("rotary_pct", 0.25, 0.0, 1.0);
   m.parallel_residual = f.boolean_or("use_parallel_residual", true);
@@ -70,13 +73,7 @@ void read_gpt_neox(const JsonFields& f, ModelSpec& m) {
 
 // sextant's own Megatron-style GPT: LayerNorm, GeLU MLP, biases, learned positions.
 void read_gpt(const JsonFields& f, ModelSpec& m) {
-  m.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
-  m.num_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
-  m.num_heads = f.integer("num_attention_heads", 1, kMaxHeads);
-  m.num_kv_heads = f.integer_or("num_key_value_heads", m.num_heads, 1, kMaxHeads);
-  m.ffn_hidden_size = f.integer_or("intermediate_size", 4 * m.hidden_size, 1, kMaxFfn);
-  m.vocab_size = f.integer("vocab_size", 1, kMaxVocab);
-  m.max_position_embeddings = f.integer_or("max_position_embeddings", 2048, 1, kMaxSeq);
+  read_standard_sizes(f, m, /*default_ffn=*/4);
   m.tied_embeddings = f.boolean_or("tie_word_embeddings", true);
   m.dropout = f.number_or("dropout", 0.1, 0.0, 1.0);
   m.qkv_bias = m.attn_out_bias = m.mlp_bias = f.boolean_or("bias", true);
