@@ -5,7 +5,6 @@
 #include <cmath>
 #include <sstream>
 
-#include "cost_model/model_graph.h"
 #include "cost_model/partition.h"
 #include "cost_model/schedule.h"
 
@@ -28,18 +27,29 @@ StateBytes state_bytes(const JobSpec& job) {
 
 }  // namespace
 
-StageTable build_stage_table(const ModelSpec& model, const LayerContext& ctx, int64_t pp,
+StageTable build_stage_table(const ModelGraph& graph, const LayerContext& ctx, int64_t pp,
                              int64_t vpp, const GroupLinks& pp_links) {
-  const LayerCost block = block_cost(ctx);
-  const LayerCost embed = embedding_cost(ctx);
-  const LayerCost head = head_cost(ctx);
+  const ModelSpec& model = *ctx.model;
+  // Cost of each kind of layer, indexed by LayerKind (every block of a model has one shape).
+  const LayerCost costs[] = {embedding_cost(ctx), block_cost(ctx), head_cost(ctx), LayerCost{}};
+  auto cost_of = [&](const LayerNode& n) -> const LayerCost& { return costs[static_cast<int>(n.kind)]; };
   const int64_t chunks = pp * vpp;
-  const int64_t layers = model.num_layers;
 
-  // Balance fwd+bwd time; the embedding rides with the first block, head and loss with the last.
-  std::vector<double> weights(static_cast<size_t>(layers), block.fwd_s() + block.bwd_s());
-  weights.front() += embed.fwd_s() + embed.bwd_s();
-  weights.back() += head.fwd_s() + head.bwd_s();
+  // Balance fwd+bwd time over the blocks in topological order; layers before the first
+  // block (embedding) ride with it, layers after a block (head, loss) with that block.
+  std::vector<double> weights;
+  double pending = 0;
+  for (const LayerNode& n : graph.layers()) {
+    const double w = cost_of(n).fwd_s() + cost_of(n).bwd_s();
+    if (n.kind == LayerKind::block) {
+      weights.push_back(w + pending);
+      pending = 0;
+    } else if (weights.empty()) {
+      pending += w;
+    } else {
+      weights.back() += w;
+    }
+  }
   StageTable table;
   table.pp = pp;
   table.vpp = vpp;
@@ -53,37 +63,37 @@ StageTable build_stage_table(const ModelSpec& model, const LayerContext& ctx, in
   table.p2p_bytes = activation_bytes / static_cast<double>(ctx.tp);
   double p2p_one_s = collective_time_s(Collective::send_recv, table.p2p_bytes, pp_links);
   if (!ctx.sequence_parallel) p2p_one_s += collective_time_s(Collective::all_gather, activation_bytes, ctx.tp_links);
+  for (int64_t g = 0; g < chunks; ++g)
+    table.stages[static_cast<size_t>(g % pp)].p2p_s += (g < chunks - 1 ? p2p_one_s : 0.0) + (g > 0 ? p2p_one_s : 0.0);
 
-  auto add = [](StageSummary& s, const LayerCost& c, double count) {
-    s.params += count * c.params;
+  // Walk the layers again, each into its chunk; chunk g runs on stage g mod pp.
+  size_t chunk = 0;
+  int64_t left = table.blocks_per_chunk[0];
+  for (const LayerNode& n : graph.layers()) {
+    if (n.kind == LayerKind::block && left-- == 0) left = table.blocks_per_chunk[++chunk] - 1;
+    StageSummary& s = table.stages[chunk % static_cast<size_t>(pp)];
+    const LayerCost& c = cost_of(n);
+    s.params += c.params;
     s.largest_layer_params = std::max(s.largest_layer_params, c.params);
-    s.compute_s += count * (c.fwd_compute_s + c.bwd_compute_s + c.recompute_s);
-    s.tp_comm_s += count * (c.fwd_tp_comm_s + c.bwd_tp_comm_s);
-    s.activation_bytes += count * c.activation_bytes;
+    s.compute_s += c.fwd_compute_s + c.bwd_compute_s + c.recompute_s;
+    s.tp_comm_s += c.fwd_tp_comm_s + c.bwd_tp_comm_s;
+    s.activation_bytes += c.activation_bytes;
     s.workspace_bytes = std::max(s.workspace_bytes, c.workspace_bytes);
-    s.model_flops += count * 3 * c.fwd_flops;
-    s.hardware_flops += count * (3 * c.fwd_flops + c.recompute_flops);
-  };
-  for (int64_t g = 0; g < chunks; ++g) {
-    StageSummary& s = table.stages[static_cast<size_t>(g % pp)];
-    const double n = static_cast<double>(table.blocks_per_chunk[static_cast<size_t>(g)]);
-    s.blocks += table.blocks_per_chunk[static_cast<size_t>(g)];
-    add(s, block, n);
-    s.block_params += n * block.params;
-    if (g == 0) {
-      add(s, embed, 1);
+    s.model_flops += 3 * c.fwd_flops;
+    s.hardware_flops += 3 * c.fwd_flops + c.recompute_flops;
+    if (n.kind == LayerKind::block) {
+      ++s.blocks;
+      s.block_params += c.params;
+    } else if (n.kind == LayerKind::embedding) {
       s.has_embedding = true;
-    }
-    if (g == chunks - 1) {
-      add(s, head, 1);
+    } else if (n.kind == LayerKind::head) {
       s.has_head = true;
-      s.head_activation_bytes = head.activation_bytes;
+      s.head_activation_bytes = c.activation_bytes;
       // Tied embeddings across stages: the last stage keeps its own copy of the word
       // embedding for the output projection (Megatron-LM), synchronised by all-reduce.
       if (model.tied_embeddings && pp > 1)
         s.params += static_cast<double>(model.vocab_size * model.hidden_size) / static_cast<double>(ctx.tp);
     }
-    s.p2p_s += (g < chunks - 1 ? p2p_one_s : 0.0) + (g > 0 ? p2p_one_s : 0.0);
   }
   for (int64_t i = 0; i < pp; ++i) {
     const StageSummary& s = table.stages[static_cast<size_t>(i)];

@@ -13,6 +13,7 @@
 #include "cost_model/collective.h"
 #include "cost_model/layer_cost.h"
 #include "cost_model/layout.h"
+#include "cost_model/model_graph.h"
 #include "cost_model/model_spec.h"
 
 namespace sextant {
@@ -57,9 +58,10 @@ struct StageTable {
   double sum_stage_s = 0;  // Σ total_s over all stages
 };
 
-// Costs per stage for layer context `ctx` cut into pp·vpp chunks (time-balanced).
-// Requires pp·vpp <= num_layers. pp_links: the links between neighbouring stages.
-StageTable build_stage_table(const ModelSpec& model, const LayerContext& ctx, int64_t pp,
+// Costs per stage: the layers of `graph` (the model of `ctx`), in topological order, cut
+// into pp·vpp chunks that balance predicted time. Requires pp·vpp <= blocks.
+// pp_links: the links between neighbouring stages.
+StageTable build_stage_table(const ModelGraph& graph, const LayerContext& ctx, int64_t pp,
                              int64_t vpp, const GroupLinks& pp_links);
 
 struct MemoryBreakdown {

@@ -181,8 +181,8 @@ class Collector {
 };
 
 // Every layout with this dp × tp × pp shape.
-void search_shape(const SearchRequest& req, const Topology& topo, const ParallelLayout& shape,
-                  Collector& out) {
+void search_shape(const SearchRequest& req, const ModelGraph& graph, const Topology& topo,
+                  const ParallelLayout& shape, Collector& out) {
   const ModelSpec& model = req.model;
   const FixedAxes& fix = req.fixed;
   const int64_t per_replica = req.job.global_batch / shape.dp;
@@ -202,7 +202,7 @@ void search_shape(const SearchRequest& req, const Topology& topo, const Parallel
           if (rc == Recompute::selective && req.job.flash_attention && !fix.recompute) continue;
           const LayerContext ctx{&model, &req.cluster.device, req.job.precision, mb, shape.tp, sp,
                                  rc, req.job.flash_attention, tp_links};
-          const StageTable table = build_stage_table(model, ctx, shape.pp, vpp, pp_links);
+          const StageTable table = build_stage_table(graph, ctx, shape.pp, vpp, pp_links);
           for (int zero : pick(fix.zero, {0, 1, 2, 3})) {
             if (zero > 0 && shape.dp == 1 && !fix.zero) continue;  // nothing to shard over
             for (Offload off : pick(fix.offload, {Offload::none, Offload::optimizer, Offload::params})) {
@@ -232,6 +232,7 @@ SearchResult search(const SearchRequest& req) {
   const int64_t n = req.gpus;
   Topology topo(req.cluster, n);
   check_pinned_axes(req);
+  const ModelGraph graph(req.model);
   Collector collector(req.top_k);
   for (int64_t tp : tp_sizes(req)) {
     for (int64_t pp : pick(req.fixed.pp, divisors(n / tp))) {
@@ -241,7 +242,7 @@ SearchResult search(const SearchRequest& req) {
       shape.tp = tp;
       shape.pp = pp;
       if ((req.fixed.dp && *req.fixed.dp != shape.dp) || req.job.global_batch % shape.dp != 0) continue;
-      search_shape(req, topo, shape, collector);
+      search_shape(req, graph, topo, shape, collector);
     }
   }
   if (collector.evaluated() == 0)
@@ -258,7 +259,7 @@ StageTable stage_table_for(const SearchRequest& req, const ParallelLayout& l) {
   LayerContext ctx{&req.model, &req.cluster.device, req.job.precision, l.micro_batch, l.tp,
                    l.sequence_parallel, l.recompute, req.job.flash_attention,
                    slowest_group(topo, l, Axis::tp)};
-  return build_stage_table(req.model, ctx, l.pp, l.vpp, neighbour_stage_links(topo, l));
+  return build_stage_table(ModelGraph(req.model), ctx, l.pp, l.vpp, neighbour_stage_links(topo, l));
 }
 
 }  // namespace sextant

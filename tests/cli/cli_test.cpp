@@ -180,6 +180,28 @@ TEST_F(Cli, BadFlagsAndLayouts) {
   expect_refused(model + " --gpus 8 --global-batch 7 --fix dp=8", "global-batch");
 }
 
+TEST_F(Cli, BadClusterFiles) {
+  const std::string model = "plan --model " + kGpt2 + " --gpus 8 --global-batch 8 --cluster ";
+  expect_refused(model + write("c1.json", R"({"name": "c", "nodes": 1, "devices_per_node": 8})"),
+                 "c1.json: device: missing required field");
+  expect_refused(model + write("c2.json", R"({"name": "c", "nodes": 1, "devices_per_node": 8,
+      "device": {"name": "d", "peak_tflops": {"fp32": -1}, "memory_gib": 80, "memory_bandwidth_gb_per_s": 2000},
+      "intra_node": {"bandwidth_gb_per_s": 300}})"), "c2.json: fp32: expected a number in");
+  expect_refused(model + write("c3.json", R"({"name": "c", "nodes": 2, "devices_per_node": 8,
+      "device": {"name": "d", "peak_tflops": {"fp32": 100}, "memory_gib": 80, "memory_bandwidth_gb_per_s": 2000},
+      "intra_node": {"bandwidth_gb_per_s": 300}})"), "c3.json: inter_node: missing required field");
+  expect_refused(model + write("c4.json", "{}"), "c4.json: name: missing required field");
+}
+
+TEST_F(Cli, LocalCpuCluster) {
+  const CliRun r = run("plan --model " SEXTANT_EXAMPLES "/models/tiny-llama.json --cluster local-cpu --gpus 1 "
+                       "--global-batch 16 --seq 128 --precision fp32 --format json --top 1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["cluster"]["device"], "cpu-core");
+  EXPECT_TRUE(j["candidates"][0]["feasible"].get<bool>());
+}
+
 TEST_F(Cli, UnwritableStoreIsRefusedAndNoPlanIsLeft) {
   fs::create_directories(path("a-directory.db"));
   for (const std::string& db : {path("a-directory.db"), std::string("/nonexistent-dir/x.db")}) {

@@ -41,7 +41,7 @@ TEST(Memory, KorthikantiPerLayerActivationFormulas) {
 
 StageTable table_for(const ModelSpec& m, const ClusterSpec& c, const ParallelLayout& l, Precision p) {
   LayerContext ctx{&m, &c.device, p, l.micro_batch, l.tp, l.sequence_parallel, l.recompute, true, GroupLinks{}};
-  return build_stage_table(m, ctx, l.pp, l.vpp, GroupLinks{});
+  return build_stage_table(ModelGraph(m), ctx, l.pp, l.vpp, GroupLinks{});
 }
 
 TEST(Memory, ZeroStagesShardSixteenBytesPerParameter) {

@@ -27,7 +27,7 @@ struct Scenario {
                      l.sequence_parallel, l.recompute, job.flash_attention, first(Axis::tp)};
     GroupLinks pp_links;
     if (l.pp > 1) pp_links = topo.group_links({0, rank_group_of(l, Axis::pp, 0)[1]});
-    return predict(cluster, job, model, l, build_stage_table(model, ctx, l.pp, l.vpp, pp_links), first(Axis::dp));
+    return predict(cluster, job, model, l, build_stage_table(ModelGraph(model), ctx, l.pp, l.vpp, pp_links), first(Axis::dp));
   }
 };
 
@@ -99,6 +99,29 @@ TEST(Time, ZeroThreeGathersParametersEveryMicroBatch) {
   EXPECT_GT(z3.time.dp_comm_s, z2.time.dp_comm_s);
   EXPECT_GT(z3_more.time.dp_comm_s, 2 * z3.time.dp_comm_s);
   EXPECT_LT(z3.memory.params_bytes, z2.memory.params_bytes);
+}
+
+TEST(Time, StagesAreCutFromTheGraphBalancingEmbeddingAndHead) {
+  Scenario s;
+  s.model = gpt(2048, 16, 24, 2048);
+  s.model.vocab_size = 64000;  // a head worth about two blocks
+  LayerContext ctx{&s.model, &s.cluster.device, s.job.precision, 1, 1, false, Recompute::none, true, GroupLinks{}};
+  const StageTable table = build_stage_table(ModelGraph(s.model), ctx, 4, 1, GroupLinks{});
+  ASSERT_EQ(table.blocks_per_chunk.size(), 4u);
+  int64_t blocks = 0;
+  for (int64_t b : table.blocks_per_chunk) blocks += b;
+  EXPECT_EQ(blocks, 24);
+  EXPECT_TRUE(table.stages.front().has_embedding);
+  EXPECT_TRUE(table.stages.back().has_head);
+  EXPECT_LT(table.blocks_per_chunk.back(), 6);  // the head takes the place of blocks
+  for (int64_t b : table.blocks_per_chunk) EXPECT_GE(b, table.blocks_per_chunk.back());
+  double slowest = 0, fastest = 1e300;
+  for (const StageSummary& st : table.stages) {
+    slowest = std::max(slowest, st.total_s());
+    fastest = std::min(fastest, st.total_s());
+  }
+  const double block_s = table.stages[1].total_s() / static_cast<double>(table.stages[1].blocks);
+  EXPECT_LE(slowest - fastest, 1.5 * block_s);  // balanced to within about a block
 }
 
 }  // namespace

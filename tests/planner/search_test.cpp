@@ -32,7 +32,9 @@ TEST(Search, EveryCandidateDividesAndFitsAndIsRankedByThroughput) {
     EXPECT_EQ(l.global_batch(), 1024);
     EXPECT_EQ(32 % l.tp, 0);
     EXPECT_LE(c.prediction.memory.peak_bytes, 80.0 * (1 << 30));
-    if (i > 0) EXPECT_LE(c.prediction.tokens_per_s, res.candidates[i - 1].prediction.tokens_per_s);
+    if (i > 0) {
+      EXPECT_LE(c.prediction.tokens_per_s, res.candidates[i - 1].prediction.tokens_per_s);
+    }
   }
 }
 
