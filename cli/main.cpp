@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/execute_command.h"
 #include "cli/plan_command.h"
 #include "cost_model/error.h"
 
@@ -12,6 +13,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   sextant::PlanOptions plan_options;
   sextant::add_plan_command(app, plan_options);
+  sextant::ExecuteOptions execute_options;
+  sextant::add_execute_command(app, execute_options);
+  sextant::CompareOptions compare_options;
+  sextant::add_compare_command(app, compare_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -22,8 +27,10 @@ int main(int argc, char** argv) {
     std::cerr << "sextant: error: " << e.what() << "\n";
     return 2;
   }
+  if (app.got_subcommand("execute")) return sextant::run_execute(execute_options);
   try {
     if (app.got_subcommand("plan")) sextant::run_plan(plan_options, std::cout);
+    if (app.got_subcommand("compare")) sextant::run_compare(compare_options, std::cout);
   } catch (const sextant::InputError& e) {
     std::cerr << "sextant: error: " << e.what() << "\n";
     return 2;

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "cost_model/error.h"
+#include "cost_model/json_fields.h"
 
 namespace sextant {
 
@@ -107,6 +108,33 @@ nlohmann::json layout_to_json(const ParallelLayout& l) {
           {"sequence_parallel", l.sequence_parallel},
           {"offload", to_string(l.offload)},
           {"rank_order", order}};
+}
+
+ParallelLayout layout_from_json(const nlohmann::json& json, const std::string& where) {
+  JsonFields f(json, where + ": layout");
+  ParallelLayout l;
+  l.dp = f.integer("dp", 1, 1 << 20);
+  l.tp = f.integer("tp", 1, 1 << 20);
+  l.pp = f.integer("pp", 1, 1 << 20);
+  l.vpp = f.integer("vpp", 1, 1 << 10);
+  l.zero = static_cast<int>(f.integer("zero", 0, 3));
+  l.micro_batch = f.integer("micro_batch", 1, int64_t{1} << 31);
+  l.grad_accum = f.integer("grad_accum", 1, int64_t{1} << 31);
+  l.recompute = recompute_from_string(f.string("recompute"), f.where());
+  l.sequence_parallel = f.boolean_or("sequence_parallel", false);
+  l.offload = offload_from_string(f.string("offload"), f.where());
+  const std::string order = f.string_or("rank_order", "tp-dp-pp");
+  bool matched = false;
+  for (auto o : {std::array<Axis, 3>{Axis::tp, Axis::dp, Axis::pp}, std::array<Axis, 3>{Axis::tp, Axis::pp, Axis::dp},
+                 std::array<Axis, 3>{Axis::dp, Axis::tp, Axis::pp}, std::array<Axis, 3>{Axis::dp, Axis::pp, Axis::tp},
+                 std::array<Axis, 3>{Axis::pp, Axis::tp, Axis::dp}, std::array<Axis, 3>{Axis::pp, Axis::dp, Axis::tp}}) {
+    if (order == std::string(to_string(o[0])) + "-" + to_string(o[1]) + "-" + to_string(o[2])) {
+      l.order = o;
+      matched = true;
+    }
+  }
+  if (!matched) throw InputError(f.where(), "rank_order", "expected a permutation of tp-dp-pp, got \"" + order + "\"");
+  return l;
 }
 
 std::string layout_to_string(const ParallelLayout& l) {

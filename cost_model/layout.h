@@ -55,6 +55,8 @@ std::vector<std::vector<int64_t>> rank_groups(const ParallelLayout& layout, Axis
 std::vector<int64_t> rank_group_of(const ParallelLayout& layout, Axis axis, int64_t rank);
 
 nlohmann::json layout_to_json(const ParallelLayout& layout);
+// Inverse of layout_to_json; InputError naming `where` and the field on bad values.
+ParallelLayout layout_from_json(const nlohmann::json& json, const std::string& where);
 std::string layout_to_string(const ParallelLayout& layout);  // one line: "dp=8 tp=8 ..."
 
 }  // namespace sextant

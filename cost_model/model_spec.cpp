@@ -38,6 +38,8 @@ void read_llama_like(const JsonFields& f, ModelSpec& m) {
   m.tied_embeddings = f.boolean_or("tie_word_embeddings", false);
   m.head_dim = f.integer_or("head_dim", 0, 1, kMaxHidden);
   m.dropout = f.number_or("attention_dropout", 0.0, 0.0, 1.0);
+  m.rope_theta = f.number_or("rope_theta", 10000.0, 1.0, 1e12);
+  m.norm_eps = f.number_or("rms_norm_eps", 1e-6, 1e-12, 1.0);
   m.norm = NormKind::rmsnorm;
   m.mlp = MlpKind::swiglu;
   m.position = PositionKind::rope;
@@ -52,6 +54,7 @@ void read_gpt2(const JsonFields& f, ModelSpec& m) {
   m.max_position_embeddings = f.integer_or("n_positions", 1024, 1, kMaxSeq);
   m.tied_embeddings = f.boolean_or("tie_word_embeddings", true);
   m.dropout = f.number_or("resid_pdrop", 0.1, 0.0, 1.0);
+  m.norm_eps = f.number_or("layer_norm_epsilon", 1e-5, 1e-12, 1.0);
   m.qkv_bias = m.attn_out_bias = m.mlp_bias = true;
   m.norm = NormKind::layernorm;
   m.mlp = MlpKind::gelu;
@@ -66,6 +69,8 @@ void read_gpt_neox(const JsonFields& f, ModelSpec& m) {
   m.qkv_bias = m.attn_out_bias = f.boolean_or("attention_bias", true);
   m.mlp_bias = true;
   m.dropout = f.number_or("hidden_dropout", 0.0, 0.0, 1.0);
+  m.rope_theta = f.number_or("rotary_emb_base", 10000.0, 1.0, 1e12);
+  m.norm_eps = f.number_or("layer_norm_eps", 1e-5, 1e-12, 1.0);
   m.norm = NormKind::layernorm;
   m.mlp = MlpKind::gelu;
   m.position = PositionKind::rope;
@@ -77,6 +82,8 @@ void read_gpt(const JsonFields& f, ModelSpec& m) {
   m.tied_embeddings = f.boolean_or("tie_word_embeddings", true);
   m.dropout = f.number_or("dropout", 0.1, 0.0, 1.0);
   m.qkv_bias = m.attn_out_bias = m.mlp_bias = f.boolean_or("bias", true);
+  m.rope_theta = f.number_or("rope_theta", 10000.0, 1.0, 1e12);
+  m.norm_eps = f.number_or("norm_eps", 1e-5, 1e-12, 1.0);
   const std::string norm = f.string_or("norm", "layernorm");
   const std::string mlp = f.string_or("mlp", "gelu");
   const std::string pos = f.string_or("position_embedding", "learned");

@@ -34,6 +34,8 @@ struct ModelSpec {
   bool mlp_bias = false;
   bool parallel_residual = false;  // gpt_neox: attention and MLP read the same input
   double rotary_pct = 1.0;
+  double rope_theta = 10000.0;
+  double norm_eps = 1e-5;
   double dropout = 0.0;            // > 0 stores 1-byte dropout masks in activations
   NormKind norm = NormKind::rmsnorm;
   MlpKind mlp = MlpKind::swiglu;

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <algorithm>
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
@@ -36,6 +37,18 @@ const std::vector<const char*>& migrations() {
         hardware_tflops_per_gpu REAL NOT NULL, mfu REAL NOT NULL, peak_bytes REAL NOT NULL,
         prediction_json TEXT NOT NULL);
       CREATE INDEX plans_by_search ON plans(search_id, rank);
+      )sql",
+      R"sql(
+      CREATE TABLE runs (
+        id INTEGER PRIMARY KEY, created_at TEXT NOT NULL, plan_path TEXT NOT NULL,
+        plan_json TEXT NOT NULL, model_name TEXT NOT NULL, cluster_name TEXT NOT NULL,
+        world_size INTEGER NOT NULL, layout_json TEXT NOT NULL, data TEXT NOT NULL,
+        predicted_step_time_s REAL NOT NULL, predicted_tokens_per_s REAL NOT NULL,
+        predicted_peak_bytes REAL NOT NULL, cost_model_version TEXT NOT NULL);
+      CREATE TABLE run_steps (
+        run_id INTEGER NOT NULL REFERENCES runs(id), step INTEGER NOT NULL, loss REAL NOT NULL,
+        step_time_s REAL NOT NULL, tokens_per_s REAL NOT NULL, mfu REAL NOT NULL,
+        peak_bytes REAL NOT NULL, PRIMARY KEY (run_id, step));
       )sql",
   };
   return steps;
@@ -81,7 +94,7 @@ void Store::migrate() {
 }
 
 int64_t Store::count(const std::string& table) const {
-  for (const char* known : {"clusters", "searches", "plans"})
+  for (const char* known : {"clusters", "searches", "plans", "runs", "run_steps"})
     if (table == known) return db_->execAndGet("SELECT COUNT(*) FROM " + table).getInt64();
   throw std::invalid_argument("Store::count: unknown table " + table);
 }
@@ -167,6 +180,84 @@ int64_t Store::save_search(const SearchRecord& r) {
   } catch (const SQLite::Exception& e) {
     throw InputError("--db", path_, std::string("cannot write to the database: ") + e.what());
   }
+}
+
+int64_t Store::save_run(const RunRecord& r) {
+  try {
+    SQLite::Transaction tx(*db_);
+    SQLite::Statement run(*db_,
+        "INSERT INTO runs (created_at, plan_path, plan_json, model_name, cluster_name, world_size, layout_json, "
+        "data, predicted_step_time_s, predicted_tokens_per_s, predicted_peak_bytes, cost_model_version) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    int i = 1;
+    run.bind(i++, now_utc());
+    run.bind(i++, r.plan_path);
+    run.bind(i++, r.plan.dump());
+    run.bind(i++, r.model_name);
+    run.bind(i++, r.cluster_name);
+    run.bind(i++, r.world_size);
+    run.bind(i++, r.layout.dump());
+    run.bind(i++, r.data);
+    run.bind(i++, r.predicted_step_time_s);
+    run.bind(i++, r.predicted_tokens_per_s);
+    run.bind(i++, r.predicted_peak_bytes);
+    run.bind(i++, r.cost_model_version);
+    run.exec();
+    const int64_t run_id = db_->getLastInsertRowid();
+    SQLite::Statement step(*db_,
+        "INSERT INTO run_steps (run_id, step, loss, step_time_s, tokens_per_s, mfu, peak_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    for (const StepRecord& st : r.steps) {
+      step.bind(1, run_id);
+      step.bind(2, st.step);
+      step.bind(3, st.loss);
+      step.bind(4, st.step_time_s);
+      step.bind(5, st.tokens_per_s);
+      step.bind(6, st.mfu);
+      step.bind(7, st.peak_bytes);
+      step.exec();
+      step.reset();
+    }
+    tx.commit();
+    return run_id;
+  } catch (const SQLite::Exception& e) {
+    throw InputError("--db", path_, std::string("cannot write to the database: ") + e.what());
+  }
+}
+
+std::vector<RunComparison> Store::compare_runs() const {
+  std::vector<RunComparison> out;
+  SQLite::Statement runs(*db_,
+      "SELECT id, created_at, model_name, cluster_name, layout_json, cost_model_version, predicted_step_time_s, "
+      "predicted_tokens_per_s, predicted_peak_bytes FROM runs ORDER BY id");
+  while (runs.executeStep()) {
+    RunComparison c;
+    c.run_id = runs.getColumn(0).getInt64();
+    c.created_at = runs.getColumn(1).getString();
+    c.model_name = runs.getColumn(2).getString();
+    c.cluster_name = runs.getColumn(3).getString();
+    c.layout = runs.getColumn(4).getString();
+    c.cost_model_version = runs.getColumn(5).getString();
+    c.predicted_step_time_s = runs.getColumn(6).getDouble();
+    c.predicted_tokens_per_s = runs.getColumn(7).getDouble();
+    c.predicted_peak_bytes = runs.getColumn(8).getDouble();
+    SQLite::Statement steps(*db_, "SELECT step_time_s, peak_bytes, loss FROM run_steps WHERE run_id = ? ORDER BY step");
+    steps.bind(1, c.run_id);
+    std::vector<double> times;
+    while (steps.executeStep()) {
+      times.push_back(steps.getColumn(0).getDouble());
+      c.measured_peak_bytes = std::max(c.measured_peak_bytes, steps.getColumn(1).getDouble());
+      c.final_loss = steps.getColumn(2).getDouble();
+    }
+    c.steps = static_cast<int64_t>(times.size());
+    if (times.size() > 1) times.erase(times.begin());  // the first step warms up
+    if (!times.empty()) {
+      std::sort(times.begin(), times.end());
+      c.measured_step_time_s = times[times.size() / 2];
+      c.measured_tokens_per_s = c.predicted_tokens_per_s * c.predicted_step_time_s / c.measured_step_time_s;
+    }
+    out.push_back(c);
+  }
+  return out;
 }
 
 }  // namespace sextant

@@ -37,6 +37,35 @@ struct SearchRecord {
   std::vector<StoredPlan> plans;
 };
 
+struct StepRecord {
+  int64_t step = 0;
+  double loss = 0, step_time_s = 0, tokens_per_s = 0, mfu = 0, peak_bytes = 0;
+};
+
+// One `sextant execute` run: the plan it executed (with its prediction) and what it measured.
+struct RunRecord {
+  std::string plan_path;
+  nlohmann::json plan;
+  std::string model_name, cluster_name, data;
+  int64_t world_size = 0;
+  nlohmann::json layout;
+  double predicted_step_time_s = 0, predicted_tokens_per_s = 0, predicted_peak_bytes = 0;
+  std::string cost_model_version;
+  std::vector<StepRecord> steps;
+};
+
+// Predicted against measured for one run: the measured step time is the median over its
+// steps after the first (warm-up), tokens/s follows from it, peak is the largest step's.
+struct RunComparison {
+  int64_t run_id = 0;
+  std::string created_at, model_name, cluster_name, layout, cost_model_version;
+  int64_t steps = 0;
+  double predicted_step_time_s = 0, measured_step_time_s = 0;
+  double predicted_tokens_per_s = 0, measured_tokens_per_s = 0;
+  double predicted_peak_bytes = 0, measured_peak_bytes = 0;
+  double final_loss = 0;
+};
+
 class Store {
  public:
   // Opens or creates the database and migrates it; InputError("--db", ...) if it cannot.
@@ -50,6 +79,9 @@ class Store {
   // Writes the search, its cluster and plans in one transaction; returns the search id.
   int64_t save_search(const SearchRecord& record);
   int64_t count(const std::string& table) const;  // rows in a known table (tests, reports)
+  // Writes a run and its steps in one transaction; returns the run id.
+  int64_t save_run(const RunRecord& run);
+  std::vector<RunComparison> compare_runs() const;
 
  private:
   void migrate();

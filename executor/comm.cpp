@@ -1,0 +1,156 @@
+// MpiComm and the construction of the tp, dp, pp and embedding groups.
+#include "executor/comm.h"
+
+namespace sextant {
+namespace {
+
+MPI_Datatype mpi_type(const torch::Tensor& t) {
+  switch (t.scalar_type()) {
+    case torch::kFloat: return MPI_FLOAT;
+    case torch::kDouble: return MPI_DOUBLE;
+    case torch::kLong: return MPI_INT64_T;
+    case torch::kInt: return MPI_INT32_T;
+    case torch::kByte: return MPI_UINT8_T;
+    default:
+      throw CommError(std::string("MpiComm: unsupported dtype ") + std::string(c10::toString(t.scalar_type())) +
+                      " (CPU collectives move fp32, fp64 and integers)");
+  }
+}
+
+void require_contiguous_cpu(const torch::Tensor& t, const char* what) {
+  if (!t.is_contiguous() || !t.device().is_cpu())
+    throw CommError(std::string("MpiComm: ") + what + " needs a contiguous CPU tensor");
+}
+
+int count_of(const torch::Tensor& t) {
+  if (t.numel() > std::numeric_limits<int>::max()) throw CommError("MpiComm: message over 2^31 elements");
+  return static_cast<int>(t.numel());
+}
+
+}  // namespace
+
+void mpi_check(int code, const char* what, const char* file, int line) {
+  if (code == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(code, text, &length);
+  int rank = -1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  throw CommError(std::string(file) + ":" + std::to_string(line) + ": rank " + std::to_string(rank) + ": " +
+                  what + " failed: " + std::string(text, static_cast<size_t>(length)));
+}
+
+MpiComm::MpiComm(MPI_Comm comm) : comm_(comm) {
+  MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+  MPI_CHECK(MPI_Comm_size(comm_, &size_));
+}
+
+MpiComm::~MpiComm() {
+  if (!pending_.empty()) MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE);
+  if (comm_ != MPI_COMM_WORLD) MPI_Comm_free(&comm_);
+}
+
+void MpiComm::all_reduce(torch::Tensor& t) {
+  require_contiguous_cpu(t, "all_reduce");
+  if (size_ == 1) return;
+  MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), count_of(t), mpi_type(t), MPI_SUM, comm_));
+}
+
+void MpiComm::all_reduce_max(torch::Tensor& t) {
+  require_contiguous_cpu(t, "all_reduce_max");
+  if (size_ == 1) return;
+  MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), count_of(t), mpi_type(t), MPI_MAX, comm_));
+}
+
+void MpiComm::reduce_scatter(const torch::Tensor& in, torch::Tensor& out) {
+  require_contiguous_cpu(in, "reduce_scatter");
+  require_contiguous_cpu(out, "reduce_scatter");
+  if (in.numel() != out.numel() * size_) throw CommError("reduce_scatter: input must be size() x output");
+  if (size_ == 1) {
+    out.copy_(in);
+    return;
+  }
+  MPI_CHECK(MPI_Reduce_scatter_block(in.data_ptr(), out.data_ptr(), count_of(out), mpi_type(in), MPI_SUM, comm_));
+}
+
+void MpiComm::all_gather(const torch::Tensor& in, torch::Tensor& out) {
+  require_contiguous_cpu(in, "all_gather");
+  require_contiguous_cpu(out, "all_gather");
+  if (out.numel() != in.numel() * size_) throw CommError("all_gather: output must be size() x input");
+  if (size_ == 1) {
+    out.copy_(in.view_as(out));
+    return;
+  }
+  MPI_CHECK(MPI_Allgather(in.data_ptr(), count_of(in), mpi_type(in), out.data_ptr(), count_of(in), mpi_type(out), comm_));
+}
+
+void MpiComm::broadcast(torch::Tensor& t, int root) {
+  require_contiguous_cpu(t, "broadcast");
+  if (size_ == 1) return;
+  MPI_CHECK(MPI_Bcast(t.data_ptr(), count_of(t), mpi_type(t), root, comm_));
+}
+
+void MpiComm::send(const torch::Tensor& t, int peer, int tag) {
+  require_contiguous_cpu(t, "send");
+  pending_.emplace_back();
+  in_flight_.push_back(t);
+  MPI_CHECK(MPI_Isend(t.data_ptr(), count_of(t), mpi_type(t), peer, tag, comm_, &pending_.back()));
+}
+
+void MpiComm::recv(torch::Tensor& t, int peer, int tag) {
+  require_contiguous_cpu(t, "recv");
+  MPI_CHECK(MPI_Recv(t.data_ptr(), count_of(t), mpi_type(t), peer, tag, comm_, MPI_STATUS_IGNORE));
+}
+
+void MpiComm::wait_sends() {
+  if (!pending_.empty())
+    MPI_CHECK(MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE));
+  pending_.clear();
+  in_flight_.clear();
+}
+
+void MpiComm::barrier() { MPI_CHECK(MPI_Barrier(comm_)); }
+
+namespace {
+
+// Ranks that share every coordinate but `axis` form a group; color them by the rank whose
+// `axis` coordinate is 0, order them by their `axis` coordinate.
+std::unique_ptr<Comm> split_along(const ParallelLayout& l, const RankCoord& c, Axis axis) {
+  RankCoord base = c;
+  int key = 0;
+  if (axis == Axis::tp) key = static_cast<int>(std::exchange(base.tp, 0));
+  if (axis == Axis::dp) key = static_cast<int>(std::exchange(base.dp, 0));
+  if (axis == Axis::pp) key = static_cast<int>(std::exchange(base.pp, 0));
+  MPI_Comm comm;
+  MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, static_cast<int>(coord_to_rank(l, base)), key, &comm));
+  return std::make_unique<MpiComm>(comm);
+}
+
+}  // namespace
+
+CommGroups make_comm_groups(const ParallelLayout& layout) {
+  int rank = 0, size = 1;
+  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size));
+  if (size != layout.world_size())
+    throw CommError("world size " + std::to_string(size) + " does not match the plan's dp*tp*pp = " +
+                    std::to_string(layout.world_size()));
+  CommGroups g;
+  g.layout = layout;
+  g.coord = rank_to_coord(layout, rank);
+  g.world = std::make_unique<MpiComm>(MPI_COMM_WORLD);
+  g.tp = split_along(layout, g.coord, Axis::tp);
+  g.dp = split_along(layout, g.coord, Axis::dp);
+  g.pp = split_along(layout, g.coord, Axis::pp);
+  // Every rank takes part in the split; middle stages opt out with MPI_UNDEFINED.
+  const bool end_stage = layout.pp > 1 && (g.first_stage() || g.last_stage());
+  RankCoord column = g.coord;
+  column.pp = 0;
+  MPI_Comm embed;
+  MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, end_stage ? static_cast<int>(coord_to_rank(layout, column)) : MPI_UNDEFINED,
+                           static_cast<int>(g.coord.pp), &embed));
+  if (embed != MPI_COMM_NULL) g.embedding = std::make_unique<MpiComm>(embed);
+  return g;
+}
+
+}  // namespace sextant

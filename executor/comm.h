@@ -1,0 +1,88 @@
+// Collective communication for the executor: one interface, backends per device kind.
+// MpiComm moves CPU tensors with MPI; the NCCL backend (GPU issue) implements the same
+// interface. CommGroups holds the tp, dp and pp groups of one rank, built from the
+// layout's one rank mapping (cost_model/layout.h), passed down explicitly.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <mpi.h>
+#include <torch/torch.h>
+
+#include "cost_model/layout.h"
+
+namespace sextant {
+
+class CommError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// MPI_CHECK: on failure throws CommError naming file:line, the world rank and MPI's text.
+void mpi_check(int code, const char* what, const char* file, int line);
+#define MPI_CHECK(call) ::sextant::mpi_check((call), #call, __FILE__, __LINE__)
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // All operate on contiguous CPU tensors; reductions sum unless named otherwise.
+  virtual void all_reduce(torch::Tensor& tensor) = 0;
+  virtual void all_reduce_max(torch::Tensor& tensor) = 0;
+  // `input` holds size() equal chunks; `output` receives this rank's summed chunk.
+  virtual void reduce_scatter(const torch::Tensor& input, torch::Tensor& output) = 0;
+  // `output` receives every rank's `input`, in rank order.
+  virtual void all_gather(const torch::Tensor& input, torch::Tensor& output) = 0;
+  virtual void broadcast(torch::Tensor& tensor, int root) = 0;
+  // Sends do not block (the tensor is kept until wait_sends); receives block.
+  virtual void send(const torch::Tensor& tensor, int peer, int tag) = 0;
+  virtual void recv(torch::Tensor& tensor, int peer, int tag) = 0;
+  virtual void wait_sends() = 0;
+  virtual void barrier() = 0;
+};
+
+class MpiComm final : public Comm {
+ public:
+  // Takes ownership of `comm` unless it is MPI_COMM_WORLD.
+  explicit MpiComm(MPI_Comm comm);
+  ~MpiComm() override;
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void all_reduce(torch::Tensor& tensor) override;
+  void all_reduce_max(torch::Tensor& tensor) override;
+  void reduce_scatter(const torch::Tensor& input, torch::Tensor& output) override;
+  void all_gather(const torch::Tensor& input, torch::Tensor& output) override;
+  void broadcast(torch::Tensor& tensor, int root) override;
+  void send(const torch::Tensor& tensor, int peer, int tag) override;
+  void recv(torch::Tensor& tensor, int peer, int tag) override;
+  void wait_sends() override;
+  void barrier() override;
+
+ private:
+  MPI_Comm comm_;
+  int rank_ = 0, size_ = 1;
+  std::vector<MPI_Request> pending_;
+  std::vector<torch::Tensor> in_flight_;
+};
+
+// The groups one rank belongs to. Ranks inside each group are ordered by that axis's
+// coordinate, so a group's rank equals the coordinate (tp_rank, dp_rank, pp_rank).
+struct CommGroups {
+  ParallelLayout layout;
+  RankCoord coord;
+  std::unique_ptr<Comm> world, tp, dp, pp;
+  // First and last pipeline stage of this rank's (dp, tp) column: tied embeddings are
+  // summed here. Null on middle stages and when pp == 1.
+  std::unique_ptr<Comm> embedding;
+  bool first_stage() const { return coord.pp == 0; }
+  bool last_stage() const { return coord.pp == layout.pp - 1; }
+};
+
+// Splits MPI_COMM_WORLD by the layout; world size must equal layout.world_size().
+CommGroups make_comm_groups(const ParallelLayout& layout);
+
+}  // namespace sextant

@@ -1,0 +1,169 @@
+// ParamGroup: flat buffers, ZeRO reductions, AdamW.
+#include "executor/optimizer.h"
+
+#include <cmath>
+
+namespace sextant {
+
+ParamGroup::ParamGroup(std::vector<ParamSpec> specs, const std::vector<torch::Tensor>& values,
+                       bool tp_replicated, bool tied_copy, Comm& dp, int zero)
+    : specs_(std::move(specs)), tp_replicated_(tp_replicated), tied_copy_(tied_copy), dp_(dp), zero_(zero) {
+  for (const torch::Tensor& v : values) {
+    local_shapes_.push_back(v.sizes().vec());
+    numel_ += v.numel();
+  }
+  const int64_t dp_size = dp_.size();
+  padded_ = (numel_ + dp_size - 1) / dp_size * dp_size;
+  torch::Tensor full = torch::zeros({padded_});
+  torch::Tensor decay = torch::zeros({padded_});
+  int64_t offset = 0;
+  for (size_t i = 0; i < values.size(); ++i) {
+    full.narrow(0, offset, values[i].numel()).copy_(values[i].reshape({-1}));
+    if (specs_[i].decay) decay.narrow(0, offset, values[i].numel()).fill_(1.0);
+    offset += values[i].numel();
+  }
+  const int64_t part = zero_ == 0 ? padded_ : padded_ / dp_size;
+  const int64_t begin = zero_ == 0 ? 0 : dp_.rank() * part;
+  decay_ = decay.narrow(0, begin, part).clone();
+  grad_ = torch::zeros({part});
+  m_ = torch::zeros({part});
+  v_ = torch::zeros({part});
+  for (size_t i = 0; i < values.size(); ++i) params_.push_back(torch::empty({0}).requires_grad_(true));
+  if (zero_ == 3) {
+    shard_ = full.narrow(0, begin, part).clone();  // the rest is dropped
+  } else {
+    flat_ = full;
+    shard_ = flat_.narrow(0, begin, part);
+    point_params_at(flat_);
+  }
+}
+
+// Parameters become views of `flat` (autograd keeps its references when the data is
+// swapped, see set_data), so in-place updates of the flat buffer are their new values.
+void ParamGroup::point_params_at(const torch::Tensor& flat) {
+  int64_t offset = 0;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const int64_t n = c10::multiply_integers(local_shapes_[i]);
+    params_[i].set_data(flat.narrow(0, offset, n).view(local_shapes_[i]));
+    offset += n;
+  }
+}
+
+torch::Tensor ParamGroup::flat_grads_of_params() const {
+  torch::Tensor flat = torch::zeros({padded_});
+  int64_t offset = 0;
+  for (const torch::Tensor& p : params_) {
+    const int64_t n = p.numel();
+    if (p.grad().defined()) flat.narrow(0, offset, n).copy_(p.grad().reshape({-1}));
+    offset += n;
+  }
+  return flat;
+}
+
+void ParamGroup::before_use() {
+  if (zero_ != 3) return;
+  torch::Tensor full = torch::empty({padded_});
+  dp_.all_gather(shard_, full);
+  point_params_at(full);
+}
+
+void ParamGroup::after_use() {
+  if (zero_ != 3) return;
+  for (torch::Tensor& p : params_) p.set_data(torch::empty({0}));
+}
+
+void ParamGroup::after_backward() {
+  if (zero_ < 2) return;
+  torch::Tensor reduced = torch::empty_like(grad_);
+  dp_.reduce_scatter(flat_grads_of_params(), reduced);
+  grad_ += reduced;
+  for (torch::Tensor& p : params_) p.mutable_grad() = torch::Tensor();
+  after_use();
+}
+
+void ParamGroup::finish_gradients() {
+  if (zero_ >= 2) return;  // already reduced layer by layer
+  torch::Tensor flat = flat_grads_of_params();
+  if (zero_ == 0) {
+    dp_.all_reduce(flat);
+    grad_.copy_(flat);
+  } else {
+    dp_.reduce_scatter(flat, grad_);
+  }
+  for (torch::Tensor& p : params_) p.mutable_grad() = torch::Tensor();
+}
+
+double ParamGroup::grad_square_sum(bool count_replicated_here) const {
+  if (tied_copy_ || (tp_replicated_ && !count_replicated_here)) return 0.0;
+  if (zero_ == 0 && dp_.rank() != 0) return 0.0;  // every dp rank holds the same sum
+  return grad_.pow(2).sum().item<double>();
+}
+
+torch::Tensor ParamGroup::owned_params() const { return shard_; }
+
+void ParamGroup::step(const AdamConfig& c, double clip_coef, int64_t step) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor g = grad_ * clip_coef;
+  m_.mul_(c.beta1).add_(g, 1 - c.beta1);
+  v_.mul_(c.beta2).addcmul_(g, g, 1 - c.beta2);
+  const double bias1 = 1 - std::pow(c.beta1, static_cast<double>(step));
+  const double bias2 = 1 - std::pow(c.beta2, static_cast<double>(step));
+  torch::Tensor p = owned_params();
+  p.mul_(1 - c.lr * c.weight_decay * decay_);  // decoupled weight decay, matrices only
+  p.addcdiv_(m_ / bias1, (v_ / bias2).sqrt_().add_(c.eps), -c.lr);
+  grad_.zero_();
+  if (zero_ == 1 || zero_ == 2) {
+    torch::Tensor mine = shard_.clone();  // MPI forbids aliasing input and output
+    dp_.all_gather(mine, flat_);
+  }
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> ParamGroup::state() const {
+  const std::string key = specs_.front().name + (tp_replicated_ ? "+replicated" : "+split");
+  return {{key + ".param", shard_}, {key + ".exp_avg", m_}, {key + ".exp_avg_sq", v_}};
+}
+
+void ParamGroup::load_state(const std::vector<std::pair<std::string, torch::Tensor>>& state) {
+  torch::NoGradGuard no_grad;
+  const auto mine = this->state();
+  TORCH_CHECK(state.size() == mine.size(), "checkpoint state does not match group ", specs_.front().name);
+  for (size_t i = 0; i < mine.size(); ++i) {
+    TORCH_CHECK(state[i].second.sizes() == mine[i].second.sizes(), "checkpoint tensor ", state[i].first,
+                " has another shape than this layout's");
+  }
+  shard_.copy_(state[0].second);
+  m_.copy_(state[1].second);
+  v_.copy_(state[2].second);
+  if (zero_ == 1 || zero_ == 2) {
+    torch::Tensor owned = shard_.clone();
+    dp_.all_gather(owned, flat_);
+  }
+}
+
+std::vector<torch::Tensor> ParamGroup::full_values() {
+  torch::Tensor full = flat_;
+  if (zero_ == 3) {
+    full = torch::empty({padded_});
+    dp_.all_gather(shard_, full);
+  }
+  std::vector<torch::Tensor> out;
+  int64_t offset = 0;
+  for (const auto& shape : local_shapes_) {
+    const int64_t n = c10::multiply_integers(shape);
+    out.push_back(full.narrow(0, offset, n).view(shape).clone());
+    offset += n;
+  }
+  return out;
+}
+
+void GroupSet::before_use() {
+  for (ParamGroup* g : groups_) g->before_use();
+}
+void GroupSet::after_use() {
+  for (ParamGroup* g : groups_) g->after_use();
+}
+void GroupSet::after_backward() {
+  for (ParamGroup* g : groups_) g->after_backward();
+}
+
+}  // namespace sextant

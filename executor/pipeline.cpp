@@ -1,0 +1,129 @@
+// Stage construction and the schedule walk.
+#include "executor/pipeline.h"
+
+#include <map>
+
+#include "cost_model/schedule.h"
+
+namespace sextant {
+
+Stage::Stage(const ModelSpec& model, const ParallelLayout& layout, const std::vector<ChunkSpec>& partition,
+             CommGroups& comm, uint64_t seed)
+    : model_(model), layout_(layout), comm_(comm), seed_(seed) {
+  ctx_ = ModelContext{&model_, comm_.tp.get(), layout.sequence_parallel, layout.recompute == Recompute::selective};
+  for (const ChunkSpec& spec : partition) {
+    if (spec.stage != comm_.coord.pp) continue;
+    Chunk chunk{spec, {}};
+    if (spec.embedding) add_layer(chunk, LayerKind::embedding, 0);
+    for (int64_t i = 0; i < spec.blocks; ++i) add_layer(chunk, LayerKind::block, spec.first_block + i);
+    if (spec.head) add_layer(chunk, LayerKind::head, 0);
+    chunks_.push_back(std::move(chunk));
+  }
+  std::sort(chunks_.begin(), chunks_.end(),
+            [](const Chunk& a, const Chunk& b) { return a.spec.virtual_stage < b.spec.virtual_stage; });
+}
+
+// A layer's parameters become up to two groups: split over tp, and the same on every tp rank.
+std::vector<ParamGroup*> Stage::make_groups(LayerKind kind, int64_t index) {
+  const bool tied_copy = kind == LayerKind::head && model_.tied_embeddings && layout_.pp > 1;
+  const std::vector<ParamSpec> specs = layer_param_specs(model_, kind, index, tied_copy);
+  std::vector<ParamGroup*> made;
+  for (bool replicated : {false, true}) {
+    std::vector<ParamSpec> part;
+    std::vector<torch::Tensor> values;
+    for (const ParamSpec& s : specs) {
+      if ((s.shard_dim < 0) != replicated) continue;
+      part.push_back(s);
+      values.push_back(init_param(s, seed_, comm_.coord.tp, layout_.tp));
+    }
+    if (part.empty()) continue;
+    const bool holds_embedding = part.front().name == "embed.weight";
+    groups_.push_back(std::make_unique<ParamGroup>(part, values, replicated, tied_copy && holds_embedding,
+                                                   *comm_.dp, layout_.zero));
+    ParamGroup* g = groups_.back().get();
+    for (size_t i = 0; i < part.size(); ++i) params_[part[i].name] = g->params()[i];
+    if (holds_embedding && model_.tied_embeddings && layout_.pp > 1) tied_groups_.push_back(g);
+    if (holds_embedding && kind == LayerKind::embedding) embedding_group_ = g;
+    made.push_back(g);
+  }
+  return made;
+}
+
+void Stage::add_layer(Chunk& chunk, LayerKind kind, int64_t index) {
+  std::vector<ParamGroup*> own = make_groups(kind, index);
+  // Tied embeddings on one stage: the head multiplies by the embedding's own weight.
+  if (kind == LayerKind::head && model_.tied_embeddings && layout_.pp == 1) own.push_back(embedding_group_);
+  Layer layer{kind, {}, layout_.zero >= 2 ? std::make_unique<GroupSet>(own) : nullptr};
+  layer.run.sharded = layer.hooks.get();
+  layer.run.recompute = kind == LayerKind::block && layout_.recompute == Recompute::full;
+  if (kind == LayerKind::embedding)
+    layer.run.forward = [this](const std::vector<torch::Tensor>& in) { return embedding_forward(params_, in[0], ctx_); };
+  else if (kind == LayerKind::block)
+    layer.run.forward = [this, index](const std::vector<torch::Tensor>& in) {
+      return block_forward(params_, index, in[0], ctx_);
+    };
+  else
+    layer.run.forward = [this](const std::vector<torch::Tensor>& in) { return head_loss(params_, in[0], in[1], ctx_); };
+  chunk.layers.push_back(std::move(layer));
+}
+
+torch::Tensor Stage::forward_chunk(const Chunk& chunk, const torch::Tensor& input, const torch::Tensor& targets) {
+  torch::Tensor x = input;
+  for (const Layer& layer : chunk.layers)
+    x = layer.kind == LayerKind::head ? run_layer(layer.run, {x, targets}) : run_layer(layer.run, {x});
+  return x;
+}
+
+double Stage::run_schedule(const torch::Tensor& tokens, double loss_scale) {
+  const int64_t pp = layout_.pp, chunks = pp * layout_.vpp, m = tokens.size(0);
+  const int64_t stage = comm_.coord.pp, seq = model_.seq_len;
+  const int64_t seq_local = layout_.sequence_parallel ? seq / layout_.tp : seq;
+  const std::vector<int64_t> activation_shape = {seq_local, tokens.size(1), model_.hidden_size};
+  // Tag of the message that feeds global chunk g of micro-batch j (direction 0: activation
+  // into g's forward, 1: gradient into g's backward).
+  auto tag = [&](int64_t j, int64_t g, int direction) { return static_cast<int>((j * chunks + g) * 2 + direction); };
+  struct Slot {
+    torch::Tensor input, output;
+  };
+  std::map<std::pair<int64_t, int64_t>, Slot> slots;
+  Comm& link = *comm_.pp;
+  double loss_sum = 0;
+  const Schedule schedule = make_schedule(pp, layout_.vpp, m);
+  for (const ScheduleOp& op : schedule.ops[static_cast<size_t>(stage)]) {
+    const Chunk& chunk = chunks_[static_cast<size_t>(op.chunk)];
+    const int64_t g = op.chunk * pp + stage;
+    Slot& slot = slots[{op.micro_batch, op.chunk}];
+    if (op.op == PipeOp::forward) {
+      const torch::Tensor sample = tokens[op.micro_batch];
+      if (chunk.spec.embedding) {
+        slot.input = sample.narrow(1, 0, seq);
+      } else {
+        slot.input = torch::empty(activation_shape);
+        link.recv(slot.input, static_cast<int>((g - 1) % pp), tag(op.micro_batch, g, 0));
+        slot.input.requires_grad_(true);
+      }
+      slot.output = forward_chunk(chunk, slot.input, sample.narrow(1, 1, seq));
+      if (chunk.spec.head) {
+        slot.output = slot.output * loss_scale;
+        loss_sum += slot.output.item<double>();
+      } else {
+        link.send(slot.output.detach().contiguous(), static_cast<int>((g + 1) % pp), tag(op.micro_batch, g + 1, 0));
+      }
+    } else {
+      if (chunk.spec.head) {
+        torch::autograd::backward({slot.output});
+      } else {
+        torch::Tensor grad = torch::empty(activation_shape);
+        link.recv(grad, static_cast<int>((g + 1) % pp), tag(op.micro_batch, g, 1));
+        torch::autograd::backward({slot.output}, {grad});
+      }
+      if (!chunk.spec.embedding)
+        link.send(slot.input.grad().contiguous(), static_cast<int>((g - 1 + pp) % pp), tag(op.micro_batch, g - 1, 1));
+      slots.erase({op.micro_batch, op.chunk});
+    }
+  }
+  link.wait_sends();
+  return loss_sum;
+}
+
+}  // namespace sextant

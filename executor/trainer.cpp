@@ -1,0 +1,237 @@
+// The training loop around Stage: gradients reduced and clipped across every shard,
+// AdamW, measurements, checkpoints and the run record.
+#include "executor/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <ostream>
+
+#include <unistd.h>
+
+#include "cost_model/error.h"
+#include "cost_model/json_fields.h"
+#include "cost_model/model_graph.h"
+#include "cost_model/store.h"
+#include "executor/checkpoint.h"
+#include "executor/counting_allocator.h"
+#include "executor/data.h"
+
+namespace sextant {
+namespace {
+
+struct StepStats {
+  double loss = 0, step_time_s = 0, peak_bytes = 0, grad_norm = 0;
+};
+
+std::vector<ChunkSpec> read_partition(const nlohmann::json& plan, const std::string& where, const ParallelLayout& l,
+                                      int64_t layers) {
+  if (!plan.contains("partition") || !plan["partition"].is_array())
+    throw InputError(where, "partition", "missing; write the plan with `sextant plan --out`");
+  std::vector<ChunkSpec> out;
+  int64_t next_block = 0;
+  for (const nlohmann::json& c : plan["partition"]) {
+    JsonFields f(c, where + ": partition");
+    ChunkSpec s{f.integer("chunk", 0, 1 << 20), f.integer("stage", 0, 1 << 20), f.integer("virtual_stage", 0, 1 << 10),
+                f.integer("first_block", 0, layers), f.integer("blocks", 1, layers), f.boolean_or("embedding", false),
+                f.boolean_or("head", false)};
+    if (s.first_block != next_block || s.stage != s.chunk % l.pp || s.virtual_stage != s.chunk / l.pp)
+      throw InputError(where, "partition", "chunks must cover the blocks in order, chunk g on stage g mod pp");
+    next_block += s.blocks;
+    out.push_back(s);
+  }
+  if (static_cast<int64_t>(out.size()) != l.pp * l.vpp || next_block != layers || !out.front().embedding ||
+      !out.back().head)
+    throw InputError(where, "partition", "must have pp*vpp chunks covering all " + std::to_string(layers) + " blocks");
+  return out;
+}
+
+// A deliberate failure for the failure tests: SEXTANT_FAULT="kill:RANK:STEP" makes that
+// rank kill itself when the step starts.
+void maybe_inject_fault(int rank, int64_t step) {
+  const char* spec = std::getenv("SEXTANT_FAULT");
+  int fault_rank = -1;
+  long long fault_step = -1;
+  if (spec && std::sscanf(spec, "kill:%d:%lld", &fault_rank, &fault_step) == 2 && fault_rank == rank &&
+      fault_step == step)
+    ::kill(::getpid(), SIGKILL);
+}
+
+StepStats train_step(Stage& stage, CommGroups& comm, const PlanFile& plan, const TokenSource& source, int64_t step,
+                     const AdamConfig& adam) {
+  const ParallelLayout& l = plan.layout;
+  const int64_t batch = plan.job.global_batch, seq = plan.model.seq_len, per_replica = batch / l.dp;
+  comm.world->barrier();
+  reset_counted_peak();
+  const auto start = std::chrono::steady_clock::now();
+  torch::Tensor tokens = load_samples(source, step * batch + comm.coord.dp * per_replica, per_replica, seq)
+                             .view({l.grad_accum, l.micro_batch, seq + 1});
+  const double local_loss = stage.run_schedule(tokens, 1.0 / static_cast<double>(batch * seq));
+
+  // Every gradient sum across ranks, then the global norm over all shards, each element once.
+  auto& groups = stage.groups();
+  for (auto& g : groups) g->finish_gradients();
+  for (auto& g : groups)
+    if (l.sequence_parallel && g->tp_replicated()) comm.tp->all_reduce(g->owned_grad());
+  for (ParamGroup* g : stage.tied_groups()) comm.embedding->all_reduce(g->owned_grad());
+  double local_sq = 0;
+  for (auto& g : groups) local_sq += g->grad_square_sum(comm.coord.tp == 0);
+  torch::Tensor sums = torch::tensor({local_sq, comm.last_stage() && comm.coord.tp == 0 ? local_loss : 0.0},
+                                     torch::kDouble);
+  comm.world->all_reduce(sums);
+  const double norm = std::sqrt(sums[0].item<double>());
+  const double clip = std::min(1.0, adam.max_grad_norm / (norm + 1e-6));
+  for (auto& g : groups) g->step(adam, clip, step + 1);
+
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  torch::Tensor maxes = torch::tensor({elapsed, static_cast<double>(counted_peak_bytes())}, torch::kDouble);
+  comm.world->all_reduce_max(maxes);
+  return {sums[1].item<double>(), maxes[0].item<double>(), maxes[1].item<double>(), norm};
+}
+
+NamedTensors stage_state(Stage& stage) {
+  NamedTensors state;
+  for (auto& g : stage.groups())
+    for (auto& named : g->state()) state.push_back(named);
+  return state;
+}
+
+void restore_state(Stage& stage, const NamedTensors& state) {
+  size_t at = 0;
+  for (auto& g : stage.groups()) {
+    const size_t n = g->state().size();
+    if (at + n > state.size()) throw InputError("--resume", "", "checkpoint holds fewer tensors than this layout");
+    g->load_state(NamedTensors(state.begin() + static_cast<std::ptrdiff_t>(at), state.begin() + static_cast<std::ptrdiff_t>(at + n)));
+    at += n;
+  }
+}
+
+// Full weights of this stage, gathered over dp and tp, written by its (dp 0, tp 0) rank.
+void dump_weights(Stage& stage, CommGroups& comm, const std::string& dir) {
+  NamedTensors full;
+  for (auto& g : stage.groups()) {
+    std::vector<torch::Tensor> values = g->full_values();
+    for (size_t i = 0; i < values.size(); ++i) {
+      const ParamSpec& spec = g->specs()[i];
+      torch::Tensor v = values[i];
+      if (spec.shard_dim >= 0 && comm.layout.tp > 1) {
+        torch::Tensor all = torch::empty({comm.layout.tp * v.numel()});
+        comm.tp->all_gather(v.reshape({-1}).contiguous(), all);
+        std::vector<torch::Tensor> parts;
+        for (int64_t r = 0; r < comm.layout.tp; ++r) parts.push_back(all.narrow(0, r * v.numel(), v.numel()).view(v.sizes()));
+        v = torch::cat(parts, spec.shard_dim);
+      }
+      if (!g->tied_copy()) full.push_back({spec.name, v});
+    }
+  }
+  if (comm.coord.dp == 0 && comm.coord.tp == 0) {
+    std::filesystem::create_directories(dir);
+    write_safetensors(dir + "/stage-" + std::to_string(comm.coord.pp) + ".safetensors", full, {});
+  }
+  comm.world->barrier();
+}
+
+}  // namespace
+
+PlanFile read_plan_file(const std::string& path) {
+  PlanFile p;
+  p.path = path;
+  p.json = JsonFields::load_object_file(path);
+  JsonFields top(p.json, path);
+  JsonFields model = top.object("model");
+  JsonFields job = top.object("job");
+  const int64_t seq = job.integer("seq_len", 1, 1 << 22);
+  p.model = model_spec_from_json(model.object("config").json(), path + ": model.config", seq);
+  if (p.model.name.empty()) p.model.name = model.string_or("name", "model");
+  if (model.integer("params", 1, int64_t{1} << 62) != p.model.total_params())
+    throw InputError(path, "model.params", "does not match the model config (" + std::to_string(p.model.total_params()) + ")");
+  p.cluster = cluster_spec_from_json(top.object("cluster").json(), path + ": cluster");
+  p.job.global_batch = job.integer("global_batch", 1, int64_t{1} << 31);
+  p.job.precision = precision_from_string(job.string("precision"), path + ": job.precision");
+  p.layout = layout_from_json(top.object("layout").json(), path);
+  if (p.layout.global_batch() != p.job.global_batch)
+    throw InputError(path, "layout", "dp*micro_batch*grad_accum must equal job.global_batch");
+  if (p.layout.vpp > 1 && p.layout.grad_accum % p.layout.pp != 0)
+    throw InputError(path, "layout", "interleaving (vpp > 1) needs grad_accum divisible by pp");
+  p.partition = read_partition(p.json, path, p.layout, p.model.num_layers);
+  JsonFields predicted = top.object("predicted");
+  p.predicted_step_time_s = predicted.number("step_time_s", 0, 1e30);
+  p.predicted_tokens_per_s = predicted.number("tokens_per_s", 0, 1e30);
+  p.predicted_peak_bytes = predicted.object("memory").number("peak_bytes", 0, 1e30);
+  return p;
+}
+
+void execute_plan(const ExecuteOptions& o, std::ostream& log) {
+  const PlanFile plan = read_plan_file(o.plan_path);
+  int world_size = 1, world_rank = 0;
+  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world_size));
+  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
+  const ParallelLayout& l = plan.layout;
+  if (world_size != l.world_size())
+    throw InputError(o.plan_path, "layout", "dp*tp*pp = " + std::to_string(l.world_size()) + " but the job has " +
+                                                std::to_string(world_size) + " ranks; launch with mpirun -np " +
+                                                std::to_string(l.world_size()));
+  if (const std::string why = unsupported_reason(plan.model, l); !why.empty()) throw InputError(o.plan_path, "model", why);
+  if (plan.job.precision != Precision::fp32)
+    throw InputError(o.plan_path, "job.precision", "the CPU executor trains in fp32; plan with --precision fp32");
+  if (l.offload != Offload::none) throw InputError(o.plan_path, "layout.offload", "offload is not supported by the executor yet");
+  if (o.steps < 1) throw InputError("--steps", "", "must be at least 1");
+  if (o.resume && o.checkpoint_dir.empty()) throw InputError("--resume", "", "needs --checkpoint-dir");
+  auto source = open_token_source(o.data, plan.model.vocab_size, plan.model.seq_len);
+
+  install_counting_allocator();
+  torch::set_num_threads(1);  // one core per rank
+  CommGroups comm = make_comm_groups(l);
+  Stage stage(plan.model, l, plan.partition, comm, o.seed);
+  const nlohmann::json identity = {{"layout", layout_to_json(l)}, {"params", plan.model.total_params()},
+                                   {"seq_len", plan.model.seq_len}, {"global_batch", plan.job.global_batch},
+                                   {"seed", o.seed}};
+  int64_t first = 0;
+  if (o.resume) {
+    auto [step, state] = load_checkpoint(o.checkpoint_dir, identity, *comm.world);
+    restore_state(stage, state);
+    first = step;
+  }
+  std::ofstream metrics;
+  if (world_rank == 0 && !o.metrics_out.empty()) {
+    metrics.open(o.metrics_out, o.resume ? std::ios::app : std::ios::trunc);
+    if (!metrics) throw InputError("--metrics-out", o.metrics_out, "cannot open for writing");
+  }
+  AdamConfig adam;
+  adam.lr = o.lr;
+  const double tokens_per_step = static_cast<double>(plan.job.global_batch * plan.model.seq_len);
+  const double flops_per_step = 3 * ModelGraph(plan.model).fwd_flops_per_token() * tokens_per_step;
+  const double peak = plan.cluster.device.peak_flops_per_s(plan.job.precision) * world_size;
+  RunRecord run{o.plan_path, plan.json, plan.model.name, plan.cluster.name, o.data, world_size, layout_to_json(l),
+                plan.predicted_step_time_s, plan.predicted_tokens_per_s, plan.predicted_peak_bytes, kCostModelVersion, {}};
+  for (int64_t step = first; step < o.steps; ++step) {
+    maybe_inject_fault(world_rank, step);
+    const StepStats s = train_step(stage, comm, plan, *source, step, adam);
+    if (!std::isfinite(s.loss)) throw TrainingError("loss is " + std::to_string(s.loss) + " at step " + std::to_string(step));
+    const StepRecord record{step, s.loss, s.step_time_s, tokens_per_step / s.step_time_s,
+                            flops_per_step / s.step_time_s / peak, s.peak_bytes};
+    run.steps.push_back(record);
+    if (world_rank == 0) {
+      nlohmann::json line = {{"step", step}, {"loss", s.loss}, {"step_time_s", s.step_time_s},
+                             {"tokens_per_s", record.tokens_per_s}, {"mfu", record.mfu},
+                             {"peak_bytes", s.peak_bytes}, {"grad_norm", s.grad_norm}};
+      if (metrics.is_open()) metrics << line.dump() << std::endl;
+      log << "step " << step << "  loss " << std::setprecision(6) << s.loss << "  " << std::setprecision(4)
+          << s.step_time_s << " s  " << std::setprecision(6) << record.tokens_per_s << " tokens/s  peak "
+          << std::setprecision(4) << s.peak_bytes / (1 << 20) << " MiB" << std::endl;
+    }
+    if (o.checkpoint_every > 0 && !o.checkpoint_dir.empty() && (step + 1) % o.checkpoint_every == 0)
+      save_checkpoint(o.checkpoint_dir, step + 1, stage_state(stage), identity, *comm.world);
+  }
+  if (!o.dump_weights.empty()) dump_weights(stage, comm, o.dump_weights);
+  if (world_rank == 0) {
+    const int64_t id = Store(o.db).save_run(run);
+    log << "run " << id << " stored in " << o.db << std::endl;
+  }
+}
+
+}  // namespace sextant
