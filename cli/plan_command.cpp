@@ -60,7 +60,7 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
   req.model = model_spec_from_json(model_config, o.model_path, o.seq);
   if (req.model.name.empty()) req.model.name = o.model_path;
   nlohmann::json cluster_json;
-  req.cluster = load_cluster(o.cluster, &cluster_json);
+  req.cluster = share_cpu_node(load_cluster(o.cluster, &cluster_json), o.gpus);
   req.gpus = o.gpus;
   req.job.global_batch = o.global_batch;
   req.job.precision = precision_from_string(o.precision, "--precision");

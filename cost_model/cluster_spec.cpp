@@ -100,6 +100,17 @@ ClusterSpec cluster_spec_from_json(const nlohmann::json& json, const std::string
   return c;
 }
 
+ClusterSpec share_cpu_node(const ClusterSpec& cluster, int64_t ranks) {
+  if (cluster.device.is_gpu || cluster.max_nodes != 1 || ranks <= cluster.devices_per_node) return cluster;
+  ClusterSpec c = cluster;
+  const double share = static_cast<double>(cluster.devices_per_node) / static_cast<double>(ranks);
+  c.devices_per_node = ranks;
+  for (double* v : {&c.device.peak_bf16_flops_per_s, &c.device.peak_fp16_flops_per_s, &c.device.peak_fp32_flops_per_s,
+                    &c.device.memory_bw_bytes_per_s, &c.device.memory_bytes})
+    *v *= share;
+  return c;
+}
+
 nlohmann::json cluster_spec_to_json(const ClusterSpec& c) {
   return {{"name", c.name},
           {"device", c.device.name},

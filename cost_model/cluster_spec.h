@@ -63,4 +63,9 @@ struct ClusterSpec {
 ClusterSpec cluster_spec_from_json(const nlohmann::json& json, const std::string& where);
 nlohmann::json cluster_spec_to_json(const ClusterSpec& cluster);
 
+// A single CPU node runs more ranks than it has cores (mpirun --oversubscribe): the ranks
+// share the node, so each gets cores/ranks of its compute, memory bandwidth and memory.
+// Returns the cluster unchanged otherwise.
+ClusterSpec share_cpu_node(const ClusterSpec& cluster, int64_t ranks);
+
 }  // namespace sextant

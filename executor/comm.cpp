@@ -47,7 +47,7 @@ MpiComm::MpiComm(MPI_Comm comm) : comm_(comm) {
 
 MpiComm::~MpiComm() {
   if (!pending_.empty()) MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE);
-  if (comm_ != MPI_COMM_WORLD) MPI_Comm_free(&comm_);
+  if (comm_ != MPI_COMM_WORLD && comm_ != MPI_COMM_SELF) MPI_Comm_free(&comm_);
 }
 
 void MpiComm::all_reduce(torch::Tensor& t) {

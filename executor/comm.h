@@ -47,7 +47,7 @@ class Comm {
 
 class MpiComm final : public Comm {
  public:
-  // Takes ownership of `comm` unless it is MPI_COMM_WORLD.
+  // Takes ownership of `comm` unless it is MPI_COMM_WORLD or MPI_COMM_SELF.
   explicit MpiComm(MPI_Comm comm);
   ~MpiComm() override;
   int rank() const override { return rank_; }

@@ -17,18 +17,19 @@ struct LayerState : torch::CustomClassHolder {
 std::vector<torch::Tensor> detached_leaves(const std::vector<torch::Tensor>& xs) {
   std::vector<torch::Tensor> out;
   for (const torch::Tensor& x : xs)
-    out.push_back(x.defined() ? x.detach().requires_grad_(x.requires_grad()) : x);
+    out.push_back(x.detach().requires_grad_(x.requires_grad()));
   return out;
 }
 
+// Tensor arguments a, b, c: the first `count` are the layer's inputs; the rest pad the
+// fixed signature (LibTorch refuses undefined tensor arguments) or anchor the gradient.
 struct LayerFunction : torch::autograd::Function<LayerFunction> {
-  static torch::Tensor forward(AutogradContext* ctx, const LayerRun* run, const torch::Tensor& a,
+  static torch::Tensor forward(AutogradContext* ctx, const LayerRun* run, int64_t count, const torch::Tensor& a,
                                const torch::Tensor& b, const torch::Tensor& c) {
     auto state = c10::make_intrusive<LayerState>();
     state->run = *run;
-    std::vector<torch::Tensor> inputs;
-    for (const torch::Tensor* t : {&a, &b, &c})
-      if (t->defined()) inputs.push_back(*t);
+    std::vector<torch::Tensor> inputs = {a, b, c};
+    inputs.resize(static_cast<size_t>(count));
     if (run->sharded) run->sharded->before_use();
     torch::Tensor out;
     if (run->recompute) {
@@ -57,9 +58,9 @@ struct LayerFunction : torch::autograd::Function<LayerFunction> {
     }
     torch::autograd::backward({output}, {grads[0]});
     if (run.sharded) run.sharded->after_backward();
-    variable_list out = {torch::Tensor()};
-    for (const torch::Tensor& x : state->inputs) out.push_back(x.defined() && x.requires_grad() ? x.grad() : torch::Tensor());
-    while (out.size() < 4) out.push_back(torch::Tensor());
+    variable_list out = {torch::Tensor(), torch::Tensor()};  // run, count
+    for (const torch::Tensor& x : state->inputs) out.push_back(x.requires_grad() ? x.grad() : torch::Tensor());
+    while (out.size() < 5) out.push_back(torch::Tensor());
     ctx->saved_data.erase("state");
     return out;
   }
@@ -74,13 +75,13 @@ torch::Tensor run_layer(const LayerRun& run, const std::vector<torch::Tensor>& i
   // A layer fed only by data (the embedding) still needs its backward to run for its
   // parameters: an empty input that requires grad makes the output require grad.
   bool any_grad = false;
-  for (const torch::Tensor& x : inputs) any_grad = any_grad || (x.defined() && x.requires_grad());
+  for (const torch::Tensor& x : inputs) any_grad = any_grad || x.requires_grad();
   if (!any_grad) {
     TORCH_CHECK(args.size() < 3, "run_layer: no room for the gradient anchor");
     args.push_back(torch::empty({0}, torch::requires_grad()));
   }
-  while (args.size() < 3) args.emplace_back();
-  return LayerFunction::apply(&run, args[0], args[1], args[2]);
+  while (args.size() < 3) args.push_back(torch::empty({0}));
+  return LayerFunction::apply(&run, static_cast<int64_t>(inputs.size()), args[0], args[1], args[2]);
 }
 
 }  // namespace sextant

@@ -149,10 +149,11 @@ PlanFile read_plan_file(const std::string& path) {
   if (p.model.name.empty()) p.model.name = model.string_or("name", "model");
   if (model.integer("params", 1, int64_t{1} << 62) != p.model.total_params())
     throw InputError(path, "model.params", "does not match the model config (" + std::to_string(p.model.total_params()) + ")");
-  p.cluster = cluster_spec_from_json(top.object("cluster").json(), path + ": cluster");
   p.job.global_batch = job.integer("global_batch", 1, int64_t{1} << 31);
   p.job.precision = precision_from_string(job.string("precision"), path + ": job.precision");
   p.layout = layout_from_json(top.object("layout").json(), path);
+  p.cluster = share_cpu_node(cluster_spec_from_json(top.object("cluster").json(), path + ": cluster"),
+                             p.layout.world_size());
   if (p.layout.global_batch() != p.job.global_batch)
     throw InputError(path, "layout", "dp*micro_batch*grad_accum must equal job.global_batch");
   if (p.layout.vpp > 1 && p.layout.grad_accum % p.layout.pp != 0)

@@ -1,0 +1,115 @@
+// Executor pieces that need no second process: the vocab-parallel loss against LibTorch's
+// cross-entropy, initialisation by name, safetensors, data sources, the counting allocator.
+#include <cstdio>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include "cost_model/error.h"
+#include "executor/checkpoint.h"
+#include "executor/counting_allocator.h"
+#include "executor/data.h"
+#include "executor/model.h"
+#include "executor/tp_ops.h"
+
+namespace sextant {
+namespace {
+
+TEST(VocabParallelCrossEntropy, EqualsTorchCrossEntropyOnOneRank) {
+  MpiComm self(MPI_COMM_SELF);
+  torch::manual_seed(3);
+  torch::Tensor logits = torch::randn({6, 11}, torch::requires_grad());
+  torch::Tensor targets = torch::randint(0, 11, {6}, torch::kLong);
+  torch::Tensor ours = vocab_parallel_cross_entropy(logits, targets, 0, self).sum();
+  ours.backward();
+  torch::Tensor our_grad = logits.grad().clone();
+  logits.mutable_grad() = torch::Tensor();
+  torch::Tensor ref = torch::nn::functional::cross_entropy(
+      logits, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  ref.backward();
+  EXPECT_NEAR(ours.item<double>(), ref.item<double>(), 1e-5);
+  EXPECT_TRUE(torch::allclose(our_grad, logits.grad(), 1e-5, 1e-6));
+}
+
+TEST(InitParam, SameNameSameValuesAndSlicesConcatenate) {
+  ParamSpec spec{"blocks.0.attn.q.weight", {8, 4}, 0, ParamSpec::Init::normal, true};
+  torch::Tensor full = init_param(spec, 42, 0, 1);
+  EXPECT_TRUE(torch::equal(full, init_param(spec, 42, 0, 1)));
+  EXPECT_FALSE(torch::equal(full, init_param(spec, 43, 0, 1)));
+  EXPECT_TRUE(torch::equal(torch::cat({init_param(spec, 42, 0, 2), init_param(spec, 42, 1, 2)}, 0), full));
+  EXPECT_NEAR(full.std().item<double>(), 0.02, 0.01);
+  spec.name = "blocks.1.attn.q.weight";
+  EXPECT_FALSE(torch::equal(full, init_param(spec, 42, 0, 1)));
+}
+
+TEST(Safetensors, RoundTripAndRefusesTruncatedFiles) {
+  const std::string path = ::testing::TempDir() + "t.safetensors";
+  NamedTensors in = {{"a", torch::randn({2, 3})}, {"b", torch::arange(5, torch::kLong)}, {"c", torch::randn({4}, torch::kDouble)}};
+  write_safetensors(path, in, {{"step", 7}});
+  NamedTensors out = read_safetensors(path);
+  ASSERT_EQ(out.size(), 3u);
+  for (size_t i = 0; i < in.size(); ++i) {
+    EXPECT_EQ(out[i].first, in[i].first);
+    EXPECT_TRUE(torch::equal(out[i].second, in[i].second));
+  }
+  std::ifstream src(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(src)), std::istreambuf_iterator<char>());
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() - 4);
+  EXPECT_THROW(read_safetensors(path), InputError);
+}
+
+TEST(Data, DeterministicBySampleIndex) {
+  auto synthetic = open_token_source("synthetic", 256, 16);
+  torch::Tensor a = load_samples(*synthetic, 10, 4, 16), b = load_samples(*synthetic, 12, 2, 16);
+  EXPECT_TRUE(torch::equal(a.narrow(0, 2, 2), b));
+  EXPECT_LT(a.max().item<int64_t>(), 256);
+  const std::string text = ::testing::TempDir() + "text.txt";
+  std::ofstream(text) << "hello, world: sextant reads bytes";
+  auto bytes = open_token_source(text, 256, 8);
+  EXPECT_EQ(load_samples(*bytes, 0, 1, 8)[0][0].item<int64_t>(), 'h');
+  EXPECT_THROW(open_token_source(text, 100, 8), InputError);  // bytes need 256 tokens
+  EXPECT_THROW(open_token_source(text, 256, 1000), InputError);
+  // llm.c format: 256 int32 header (magic 20240520, version, count), then uint16 tokens.
+  const std::string bin = ::testing::TempDir() + "tokens.bin";
+  {
+    std::vector<int32_t> header(256, 0);
+    header[0] = 20240520;
+    header[1] = 1;
+    header[2] = 40;
+    std::vector<uint16_t> tokens(40);
+    for (int i = 0; i < 40; ++i) tokens[static_cast<size_t>(i)] = static_cast<uint16_t>(1000 + i);
+    std::ofstream out(bin, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(header.data()), 1024);
+    out.write(reinterpret_cast<const char*>(tokens.data()), 80);
+  }
+  auto llmc = open_token_source(bin, 2000, 8);
+  torch::Tensor t = load_samples(*llmc, 1, 1, 8);
+  EXPECT_EQ(t[0][0].item<int64_t>(), 1009);  // sample 1 starts at token 9
+  auto small_vocab = open_token_source(bin, 500, 8);
+  EXPECT_THROW(load_samples(*small_vocab, 0, 1, 8), InputError);
+  EXPECT_THROW(open_token_source(::testing::TempDir() + "missing.bin", 256, 8), InputError);
+}
+
+TEST(CountingAllocator, CountsTensorBytes) {
+  install_counting_allocator();
+  const size_t before = counted_current_bytes();
+  reset_counted_peak();
+  {
+    torch::Tensor t = torch::empty({1 << 20});  // 4 MiB
+    EXPECT_GE(counted_current_bytes(), before + (4u << 20));
+  }
+  EXPECT_EQ(counted_current_bytes(), before);
+  EXPECT_GE(counted_peak_bytes(), before + (4u << 20));
+}
+
+}  // namespace
+}  // namespace sextant
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  const int failed = RUN_ALL_TESTS();
+  MPI_Finalize();
+  return failed;
+}
