@@ -4,17 +4,42 @@
 
 #include <CLI/CLI.hpp>
 
-#include "cli/execute_command.h"
+#include <unistd.h>
+
+#include <climits>
+#include <string>
+
+#include "cli/compare_command.h"
 #include "cli/plan_command.h"
 #include "cost_model/error.h"
 
+namespace {
+
+// `sextant execute` runs in sextant-execute, beside this binary, which links LibTorch and
+// MPI; the planner stays free of their start-up cost. Replaces this process (before MPI
+// starts, so it works under mpirun and srun too).
+int exec_executor(char** argv) {
+  char self[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  std::string dir = n > 0 ? std::string(self, static_cast<size_t>(n)) : std::string(argv[0]);
+  dir = dir.substr(0, dir.find_last_of('/') + 1);
+  const std::string executor = dir + "sextant-execute";
+  argv[0] = const_cast<char*>(executor.c_str());
+  execv(executor.c_str(), argv);
+  std::cerr << "sextant: cannot start " << executor << " (build the sextant-execute target)\n";
+  return 1;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "execute") return exec_executor(argv);
   CLI::App app{"sextant: plan, run and check parallel training of large models"};
   app.require_subcommand(1);
   sextant::PlanOptions plan_options;
   sextant::add_plan_command(app, plan_options);
-  sextant::ExecuteOptions execute_options;
-  sextant::add_execute_command(app, execute_options);
+  app.add_subcommand("execute", "Train with a plan's layout (launch with mpirun/srun); see execute --help")
+      ->allow_extras();
   sextant::CompareOptions compare_options;
   sextant::add_compare_command(app, compare_options);
   try {
@@ -27,7 +52,6 @@ int main(int argc, char** argv) {
     std::cerr << "sextant: error: " << e.what() << "\n";
     return 2;
   }
-  if (app.got_subcommand("execute")) return sextant::run_execute(execute_options);
   try {
     if (app.got_subcommand("plan")) sextant::run_plan(plan_options, std::cout);
     if (app.got_subcommand("compare")) sextant::run_compare(compare_options, std::cout);

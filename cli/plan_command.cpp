@@ -2,6 +2,7 @@
 #include "cli/plan_command.h"
 
 #include <cstdio>
+#include <fstream>
 #include <ostream>
 
 #include <CLI/CLI.hpp>
@@ -69,29 +70,24 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
   req.fixed = parse_fixed_axes(o.fix);
   req.top_k = o.top;
 
+  if (!o.out.empty()) {  // refuse an unwritable plan path before anything is written
+    const std::string probe = o.out + ".tmp";
+    if (!std::ofstream(probe)) throw InputError("--out", o.out, "cannot write the plan file here");
+    std::remove(probe.c_str());
+  }
   const SearchResult result = search(req);
 
-  std::string tmp_plan;
-  if (!o.out.empty() && !result.candidates.empty()) {
-    nlohmann::json plan = plan_to_json(req, result.candidates.front(), cluster_json);
-    plan["model"]["config"] = model_config;
-    tmp_plan = o.out + ".partial";
-    write_file_atomically(tmp_plan, plan.dump(2) + "\n", "--out");
-  }
   SearchRecord record{req.model, cluster_json, req.cluster.name, req.gpus, req.job, o.fix,
                       result.evaluated, result.feasible, result.seconds, {}};
   for (size_t i = 0; i < result.candidates.size(); ++i)
     record.plans.push_back({static_cast<int64_t>(i) + 1, result.candidates[i].layout,
                             result.candidates[i].prediction});
-  try {
-    Store(o.db).save_search(record);
-  } catch (...) {
-    if (!tmp_plan.empty()) std::remove(tmp_plan.c_str());
-    throw;
-  }
-  if (!tmp_plan.empty() && std::rename(tmp_plan.c_str(), o.out.c_str()) != 0) {
-    std::remove(tmp_plan.c_str());
-    throw InputError("--out", o.out, "cannot write the plan file");
+  const int64_t search_id = Store(o.db).save_search(record);
+  if (!o.out.empty() && !result.candidates.empty()) {
+    nlohmann::json plan = plan_to_json(req, result.candidates.front(), cluster_json);
+    plan["model"]["config"] = model_config;
+    plan["store"] = {{"search_id", search_id}, {"rank", 1}};  // runs of this plan link back here
+    write_file_atomically(o.out, plan.dump(2) + "\n", "--out");
   }
 
   if (o.format == "json") out << search_to_json(req, result).dump(2) << "\n";

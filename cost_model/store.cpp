@@ -41,7 +41,7 @@ const std::vector<const char*>& migrations() {
       R"sql(
       CREATE TABLE runs (
         id INTEGER PRIMARY KEY, created_at TEXT NOT NULL, plan_path TEXT NOT NULL,
-        plan_json TEXT NOT NULL, model_name TEXT NOT NULL, cluster_name TEXT NOT NULL,
+        search_id INTEGER, plan_json TEXT NOT NULL, model_name TEXT NOT NULL, cluster_name TEXT NOT NULL,
         world_size INTEGER NOT NULL, layout_json TEXT NOT NULL, data TEXT NOT NULL,
         predicted_step_time_s REAL NOT NULL, predicted_tokens_per_s REAL NOT NULL,
         predicted_peak_bytes REAL NOT NULL, cost_model_version TEXT NOT NULL);
@@ -186,12 +186,14 @@ int64_t Store::save_run(const RunRecord& r) {
   try {
     SQLite::Transaction tx(*db_);
     SQLite::Statement run(*db_,
-        "INSERT INTO runs (created_at, plan_path, plan_json, model_name, cluster_name, world_size, layout_json, "
-        "data, predicted_step_time_s, predicted_tokens_per_s, predicted_peak_bytes, cost_model_version) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        "INSERT INTO runs (created_at, plan_path, search_id, plan_json, model_name, cluster_name, world_size, "
+        "layout_json, data, predicted_step_time_s, predicted_tokens_per_s, predicted_peak_bytes, cost_model_version) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     int i = 1;
     run.bind(i++, now_utc());
     run.bind(i++, r.plan_path);
+    if (r.search_id > 0) run.bind(i++, r.search_id);
+    else run.bind(i++);  // NULL: a plan file from elsewhere
     run.bind(i++, r.plan.dump());
     run.bind(i++, r.model_name);
     run.bind(i++, r.cluster_name);

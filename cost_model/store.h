@@ -45,6 +45,7 @@ struct StepRecord {
 // One `sextant execute` run: the plan it executed (with its prediction) and what it measured.
 struct RunRecord {
   std::string plan_path;
+  int64_t search_id = 0;  // the stored search that produced the plan, 0 if unknown
   nlohmann::json plan;
   std::string model_name, cluster_name, data;
   int64_t world_size = 0;

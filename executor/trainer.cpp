@@ -207,7 +207,8 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
   const double tokens_per_step = static_cast<double>(plan.job.global_batch * plan.model.seq_len);
   const double flops_per_step = 3 * ModelGraph(plan.model).fwd_flops_per_token() * tokens_per_step;
   const double peak = plan.cluster.device.peak_flops_per_s(plan.job.precision) * world_size;
-  RunRecord run{o.plan_path, plan.json, plan.model.name, plan.cluster.name, o.data, world_size, layout_to_json(l),
+  const int64_t search_id = plan.json.contains("store") ? plan.json["store"].value("search_id", int64_t{0}) : 0;
+  RunRecord run{o.plan_path, search_id, plan.json, plan.model.name, plan.cluster.name, o.data, world_size, layout_to_json(l),
                 plan.predicted_step_time_s, plan.predicted_tokens_per_s, plan.predicted_peak_bytes, kCostModelVersion, {}};
   for (int64_t step = first; step < o.steps; ++step) {
     maybe_inject_fault(world_rank, step);

@@ -107,7 +107,7 @@ TEST_F(Cli, TableCsvPlanFileAndStore) {
   int64_t blocks = 0;
   for (const auto& chunk : plan["partition"]) blocks += chunk["blocks"].get<int64_t>();
   EXPECT_EQ(blocks, 32);
-  EXPECT_FALSE(fs::exists(path("plan.json.partial")));
+  EXPECT_FALSE(fs::exists(path("plan.json.tmp")));
 
   const CliRun csv = run(kPlan + " --top 4 --format csv");
   ASSERT_EQ(csv.status, 0) << csv.err;
@@ -202,6 +202,62 @@ TEST_F(Cli, LocalCpuCluster) {
   EXPECT_TRUE(j["candidates"][0]["feasible"].get<bool>());
 }
 
+TEST_F(Cli, UnwritablePlanPathIsRefusedBeforeTheStore) {
+  const CliRun r = run(kPlan + " --db " + path("s.db") + " --out /nonexistent-dir/plan.json");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("--out: /nonexistent-dir/plan.json: cannot write"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(path("s.db")));
+}
+
+// A world of one: `sextant execute` runs without a launcher.
+TEST_F(Cli, ExecuteThenCompare) {
+  ASSERT_EQ(run("plan --model " SEXTANT_EXAMPLES "/models/tiny-llama.json --cluster local-cpu --gpus 1 "
+                "--global-batch 4 --seq 16 --precision fp32 --out plan.json --top 1").status, 0);
+  const CliRun e = run("execute --plan plan.json --steps 3 --metrics-out m.jsonl");
+  ASSERT_EQ(e.status, 0) << e.out << e.err;
+  EXPECT_EQ(std::count(e.out.begin(), e.out.end(), '\n'), 4) << e.out;  // 3 steps + "run stored"
+  std::ifstream metrics(path("m.jsonl"));
+  int lines = 0;
+  for (std::string line; std::getline(metrics, line); ++lines) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["step"], lines);
+    for (const char* k : {"loss", "step_time_s", "tokens_per_s", "mfu", "peak_bytes"}) EXPECT_GT(j[k].get<double>(), 0) << k;
+  }
+  EXPECT_EQ(lines, 3);
+  const CliRun c = run("compare --format json");
+  ASSERT_EQ(c.status, 0) << c.err;
+  const nlohmann::json runs = nlohmann::json::parse(c.out);
+  ASSERT_EQ(runs.size(), 1u);
+  const auto& t = runs[0]["step_time_s"];
+  EXPECT_GT(t["measured"].get<double>(), 0);
+  EXPECT_NEAR(t["error_pct"].get<double>(), 100 * (t["predicted"].get<double>() / t["measured"].get<double>() - 1), 1e-9);
+  EXPECT_GT(runs[0]["peak_bytes"]["measured"].get<double>(), 0);
+  SQLite::Database db(path("sextant.db"));
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM run_steps").getInt(), 3);
+  EXPECT_EQ(db.execAndGet("SELECT search_id FROM runs").getInt(), db.execAndGet("SELECT MAX(id) FROM searches").getInt());
+  EXPECT_NE(run("compare").out.find("tiny-llama"), std::string::npos);
+}
+
+TEST_F(Cli, BadExecuteInput) {
+  auto refused = [&](const std::string& args, const std::string& fragment) {
+    const CliRun r = run(args);
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find(fragment), std::string::npos) << args << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(fs::exists(path("sextant.db"))) << args;
+  };
+  refused("execute", "--plan is required");
+  refused("execute --plan " + path("none.json"), "none.json: cannot open");
+  refused("execute --plan " + write("bad.json", "{}"), "bad.json: model: missing required field");
+  ASSERT_EQ(run("plan --model " SEXTANT_EXAMPLES "/models/tiny-llama.json --cluster local-cpu --gpus 1 "
+                "--global-batch 4 --seq 16 --precision fp32 --out ok.json --top 1 --db p.db").status, 0);
+  refused("execute --plan ok.json --steps 0", "--steps: must be at least 1");
+  refused("execute --plan ok.json --data " + path("missing.txt"), "--data");
+  refused("execute --plan ok.json --resume", "--resume: needs --checkpoint-dir");
+  refused("execute --plan ok.json --resume --checkpoint-dir " + path("empty-ckpt"), "no checkpoint here");
+  refused("compare --db " + path("nothing.db"), "no such store");
+}
+
 TEST_F(Cli, UnwritableStoreIsRefusedAndNoPlanIsLeft) {
   fs::create_directories(path("a-directory.db"));
   for (const std::string& db : {path("a-directory.db"), std::string("/nonexistent-dir/x.db")}) {
@@ -210,7 +266,7 @@ TEST_F(Cli, UnwritableStoreIsRefusedAndNoPlanIsLeft) {
     EXPECT_NE(r.err.find("--db"), std::string::npos) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_FALSE(fs::exists(path("p.json")));
-    EXPECT_FALSE(fs::exists(path("p.json.partial")));
+    EXPECT_FALSE(fs::exists(path("p.json.tmp")));
   }
 }
 
