@@ -39,8 +39,10 @@ nlohmann::json search_to_json(const SearchRequest& req, const SearchResult& res)
 
 std::string search_to_table(const SearchRequest& req, const SearchResult& res) {
   std::ostringstream out;
+  const double params = static_cast<double>(req.model.total_params());
   out << req.model.name << " (" << std::fixed << std::setprecision(2)
-      << static_cast<double>(req.model.total_params()) / 1e9 << "B params, seq " << req.model.seq_len
+      << (params >= 1e9 ? params / 1e9 : params / 1e6) << (params >= 1e9 ? "B" : "M") << " params, seq "
+      << req.model.seq_len
       << ") on " << req.gpus << "x " << req.cluster.device.name << " (" << req.cluster.name
       << "), global batch " << req.job.global_batch << ", " << to_string(req.job.precision) << "\n";
   out << "searched " << res.evaluated << " layouts in " << std::setprecision(3) << res.seconds
@@ -59,7 +61,7 @@ std::string search_to_table(const SearchRequest& req, const SearchResult& res) {
         << std::setprecision(3) << std::setw(9) << p.time.step_s << std::setprecision(0)
         << std::setw(11) << p.tokens_per_s << std::setprecision(1) << std::setw(9)
         << p.model_tflops_per_gpu << std::setprecision(3) << std::setw(6) << p.mfu
-        << std::setprecision(1) << std::setw(9) << p.memory.peak_bytes / kGiB
+        << std::setprecision(p.memory.peak_bytes < 10 * kGiB ? 3 : 1) << std::setw(9) << p.memory.peak_bytes / kGiB
         << (p.feasible ? "" : "  (does not fit)") << "\n";
   }
   if (!res.candidates.empty()) {
