@@ -105,11 +105,3 @@ TEST(CountingAllocator, CountsTensorBytes) {
 
 }  // namespace
 }  // namespace sextant
-
-int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  const int failed = RUN_ALL_TESTS();
-  MPI_Finalize();
-  return failed;
-}
