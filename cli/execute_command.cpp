@@ -1,4 +1,5 @@
-// `sextant execute` (built into sextant-execute, the binary that links LibTorch and MPI).
+// `sextant execute` and `sextant profile` (built into sextant-runtime, the binary that links
+// LibTorch and MPI).
 #include "cli/execute_command.h"
 
 #include <iostream>
@@ -7,6 +8,7 @@
 #include <mpi.h>
 
 #include "cost_model/error.h"
+#include "cost_model/store.h"
 
 namespace sextant {
 
@@ -26,15 +28,20 @@ void add_execute_command(CLI::App& app, ExecuteOptions& o) {
   cmd->add_option("--dump-weights", o.dump_weights, "Write the final full weights here (one file per stage)");
 }
 
-int run_execute(const ExecuteOptions& o) {
+namespace {
+
+// Runs `job` on every rank of an MPI world (a world of one without a launcher) and turns
+// its errors into exit statuses: 2 for bad input, 3 when training fails; anything else
+// may be one rank's alone and aborts the whole job.
+template <typename Job>
+int run_under_mpi(Job&& job) {
   int provided = 0;
   MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
-  int rank = 0, size = 1;
+  int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
   int status = 0;
   try {
-    execute_plan(o, std::cout);
+    job(rank);
   } catch (const InputError& e) {  // every rank reads the same input: all stop here
     if (rank == 0) std::cerr << "sextant: error: " << e.what() << "\n";
     status = 2;
@@ -47,6 +54,32 @@ int run_execute(const ExecuteOptions& o) {
   }
   MPI_Finalize();
   return status;
+}
+
+}  // namespace
+
+int run_execute(const ExecuteOptions& o) {
+  return run_under_mpi([&](int) { execute_plan(o, std::cout); });
+}
+
+void add_profile_command(CLI::App& app, ProfileOptions& o) {
+  CLI::App* cmd = app.add_subcommand("profile", "Measure this machine: GEMMs, memory bandwidth, collectives");
+  cmd->add_option("--name", o.name, "Name to store the profile under")->capture_default_str();
+  cmd->add_option("--db", o.db, "SQLite store")->capture_default_str();
+  cmd->add_flag("--quick", o.quick, "A small grid (seconds instead of minutes)");
+}
+
+int run_profile(const ProfileOptions& o) {
+  return run_under_mpi([&](int rank) {
+    MpiComm world(MPI_COMM_WORLD);
+    const nlohmann::json profile = measure_profile(o, world, std::cerr);
+    if (rank == 0) {
+      const int64_t id = Store(o.db).save_profile(profile);
+      std::cout << "profile \"" << o.name << "\" (" << profile["machine"]["cpu"].get<std::string>() << ", "
+                << profile["ranks"] << " ranks, torch " << profile["libraries"]["torch"].get<std::string>()
+                << ") stored as #" << id << " in " << o.db << std::endl;
+    }
+  });
 }
 
 }  // namespace sextant

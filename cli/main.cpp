@@ -15,30 +15,32 @@
 
 namespace {
 
-// `sextant execute` runs in sextant-execute, beside this binary, which links LibTorch and
-// MPI; the planner stays free of their start-up cost. Replaces this process (before MPI
+// `sextant execute` and `sextant profile` run in sextant-runtime, beside this binary, which
+// links LibTorch and MPI; the planner stays free of their start-up cost. Replaces this process (before MPI
 // starts, so it works under mpirun and srun too).
 int exec_executor(char** argv) {
   char self[PATH_MAX];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   std::string dir = n > 0 ? std::string(self, static_cast<size_t>(n)) : std::string(argv[0]);
   dir = dir.substr(0, dir.find_last_of('/') + 1);
-  const std::string executor = dir + "sextant-execute";
+  const std::string executor = dir + "sextant-runtime";
   argv[0] = const_cast<char*>(executor.c_str());
   execv(executor.c_str(), argv);
-  std::cerr << "sextant: cannot start " << executor << " (build the sextant-execute target)\n";
+  std::cerr << "sextant: cannot start " << executor << " (build the sextant-runtime target)\n";
   return 1;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::string(argv[1]) == "execute") return exec_executor(argv);
+  if (argc > 1 && (std::string(argv[1]) == "execute" || std::string(argv[1]) == "profile")) return exec_executor(argv);
   CLI::App app{"sextant: plan, run and check parallel training of large models"};
   app.require_subcommand(1);
   sextant::PlanOptions plan_options;
   sextant::add_plan_command(app, plan_options);
   app.add_subcommand("execute", "Train with a plan's layout (launch with mpirun/srun); see execute --help")
+      ->allow_extras();
+  app.add_subcommand("profile", "Measure this machine (GEMMs, bandwidth, collectives); see profile --help")
       ->allow_extras();
   sextant::CompareOptions compare_options;
   sextant::add_compare_command(app, compare_options);

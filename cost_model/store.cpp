@@ -50,6 +50,12 @@ const std::vector<const char*>& migrations() {
         step_time_s REAL NOT NULL, tokens_per_s REAL NOT NULL, mfu REAL NOT NULL,
         peak_bytes REAL NOT NULL, PRIMARY KEY (run_id, step));
       )sql",
+      R"sql(
+      CREATE TABLE profiles (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL, created_at TEXT NOT NULL,
+        machine_json TEXT NOT NULL, libraries_json TEXT NOT NULL, profile_json TEXT NOT NULL);
+      CREATE INDEX profiles_by_name ON profiles(name, id);
+      )sql",
   };
   return steps;
 }
@@ -94,7 +100,7 @@ void Store::migrate() {
 }
 
 int64_t Store::count(const std::string& table) const {
-  for (const char* known : {"clusters", "searches", "plans", "runs", "run_steps"})
+  for (const char* known : {"clusters", "searches", "plans", "runs", "run_steps", "profiles"})
     if (table == known) return db_->execAndGet("SELECT COUNT(*) FROM " + table).getInt64();
   throw std::invalid_argument("Store::count: unknown table " + table);
 }
@@ -224,6 +230,37 @@ int64_t Store::save_run(const RunRecord& r) {
   } catch (const SQLite::Exception& e) {
     throw InputError("--db", path_, std::string("cannot write to the database: ") + e.what());
   }
+}
+
+int64_t Store::save_profile(const nlohmann::json& profile) {
+  try {
+    SQLite::Transaction tx(*db_);
+    SQLite::Statement insert(*db_,
+        "INSERT INTO profiles (name, created_at, machine_json, libraries_json, profile_json) VALUES (?, ?, ?, ?, ?)");
+    insert.bind(1, profile.at("name").get<std::string>());
+    insert.bind(2, now_utc());
+    insert.bind(3, profile.at("machine").dump());
+    insert.bind(4, profile.at("libraries").dump());
+    insert.bind(5, profile.dump());
+    insert.exec();
+    const int64_t id = db_->getLastInsertRowid();
+    tx.commit();
+    return id;
+  } catch (const SQLite::Exception& e) {
+    throw InputError("--db", path_, std::string("cannot write to the database: ") + e.what());
+  }
+}
+
+std::pair<int64_t, nlohmann::json> Store::load_profile(const std::string& name) const {
+  SQLite::Statement q(*db_, "SELECT id, profile_json FROM profiles WHERE name = ? ORDER BY id DESC LIMIT 1");
+  q.bind(1, name);
+  if (!q.executeStep()) {
+    std::string known;
+    SQLite::Statement all(*db_, "SELECT DISTINCT name FROM profiles ORDER BY name");
+    while (all.executeStep()) known += (known.empty() ? "" : ", ") + all.getColumn(0).getString();
+    throw InputError("--profile", name, "no such profile in " + path_ + (known.empty() ? " (run `sextant profile`)" : "; stored: " + known));
+  }
+  return {q.getColumn(0).getInt64(), nlohmann::json::parse(q.getColumn(1).getString())};
 }
 
 std::vector<RunComparison> Store::compare_runs() const {

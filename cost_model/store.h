@@ -83,6 +83,10 @@ class Store {
   // Writes a run and its steps in one transaction; returns the run id.
   int64_t save_run(const RunRecord& run);
   std::vector<RunComparison> compare_runs() const;
+  // A measured profile (`sextant profile`), stored under its name; a name may be measured
+  // again, and the latest wins. Shipped cluster descriptions are never touched.
+  int64_t save_profile(const nlohmann::json& profile);
+  std::pair<int64_t, nlohmann::json> load_profile(const std::string& name) const;  // InputError if none
 
  private:
   void migrate();

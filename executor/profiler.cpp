@@ -1,0 +1,154 @@
+// The measurements behind `sextant profile`.
+#include "executor/profiler.h"
+
+#include <chrono>
+#include <ctime>
+#include <fstream>
+#include <ostream>
+
+#include <torch/version.h>
+#include <unistd.h>
+
+#include "cost_model/collective.h"
+
+namespace sextant {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Median-free but robust enough: run once to warm up, then repeat until `budget_s` or
+// `max_reps`, and keep the fastest repetition.
+template <typename F>
+double fastest_s(F&& run, double budget_s, int max_reps) {
+  run();
+  double best = 1e30;
+  const double stop = now_s() + budget_s;
+  for (int i = 0; i < max_reps && (i < 2 || now_s() < stop); ++i) {
+    const double t0 = now_s();
+    run();
+    best = std::min(best, now_s() - t0);
+  }
+  return best;
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
+nlohmann::json machine_info(Comm& world) {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  char mpi[MPI_MAX_LIBRARY_VERSION_STRING] = {0};
+  int length = 0;
+  MPI_Get_library_version(mpi, &length);
+  std::string mpi_version(mpi, static_cast<size_t>(length));
+  mpi_version = mpi_version.substr(0, mpi_version.find_first_of(",\n"));
+  std::time_t t = std::time(nullptr);
+  char date[32];
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return {{"machine", {{"hostname", host}, {"cpu", cpu_model()}, {"cores", std::thread::hardware_concurrency()},
+                       {"device", torch::cuda::is_available() ? "cuda" : "cpu"}}},
+          {"libraries", {{"torch", TORCH_VERSION}, {"mpi", mpi_version}}},
+          {"date", date},
+          {"ranks", world.size()}};
+}
+
+nlohmann::json measure_gemms(const ProfileOptions& o, std::ostream& progress, bool report) {
+  nlohmann::json out = nlohmann::json::array();
+  const std::vector<int64_t> sizes = o.quick ? std::vector<int64_t>{64, 256} : std::vector<int64_t>{64, 256, 1024, 2048};
+  for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    if (o.quick && dtype != torch::kFloat) continue;
+    for (int64_t m : sizes)
+      for (int64_t n : sizes)
+        for (int64_t k : sizes) {
+          torch::Tensor a = torch::randn({m, k}).to(dtype), b = torch::randn({k, n}).to(dtype);
+          const double t = fastest_s([&] { torch::mm(a, b); }, 0.05, 20);
+          const double flops_per_s = 2.0 * m * n * k / t;
+          out.push_back({{"dtype", dtype == torch::kFloat ? "fp32" : "bf16"}, {"m", m}, {"n", n}, {"k", k},
+                         {"flops_per_s", flops_per_s}});
+        }
+    if (report)
+      progress << "gemm " << (dtype == torch::kFloat ? "fp32" : "bf16") << ": " << sizes.size() * sizes.size() * sizes.size()
+               << " shapes measured" << std::endl;
+  }
+  return out;
+}
+
+double measure_copy_bandwidth(bool quick) {
+  const int64_t n = (quick ? 8 : 64) << 20;  // floats
+  torch::Tensor src = torch::ones({n}), dst = torch::empty({n});
+  const double t = fastest_s([&] { dst.copy_(src); }, 0.2, 10);
+  return 2.0 * static_cast<double>(n) * 4 / t;
+}
+
+// One collective at one size on `comm`; returns the slowest rank's time.
+double time_collective(Collective op, int64_t bytes, Comm& comm) {
+  const int64_t n = std::max<int64_t>(bytes / 4, comm.size());
+  const int64_t count = n / comm.size() * comm.size();
+  torch::Tensor full = torch::ones({count}), part = torch::empty({count / comm.size()});
+  auto run = [&] {
+    switch (op) {
+      case Collective::all_reduce: comm.all_reduce(full); break;
+      case Collective::reduce_scatter: comm.reduce_scatter(full, part); break;
+      case Collective::all_gather: comm.all_gather(part, full); break;
+      case Collective::send_recv: {  // a ring: everyone sends to the next and receives from the previous
+        comm.send(part, (comm.rank() + 1) % comm.size(), 7);
+        torch::Tensor got = torch::empty_like(part);
+        comm.recv(got, (comm.rank() + comm.size() - 1) % comm.size(), 7);
+        comm.wait_sends();
+        break;
+      }
+      default: break;
+    }
+  };
+  comm.barrier();
+  double t = fastest_s(run, 0.05, 10);
+  torch::Tensor slowest = torch::tensor({t}, torch::kDouble);
+  comm.all_reduce_max(slowest);  // the ranks must agree on how many repetitions they ran
+  return slowest.item<double>();
+}
+
+nlohmann::json measure_collectives(const ProfileOptions& o, Comm& world, std::ostream& progress) {
+  nlohmann::json out = nlohmann::json::array();
+  const int64_t largest = o.quick ? (1 << 20) : (256 << 20);
+  for (int group = 2; group <= world.size(); group *= 2) {
+    MPI_Comm split;
+    MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, world.rank() < group ? 0 : MPI_UNDEFINED, world.rank(), &split));
+    if (split != MPI_COMM_NULL) {
+      MpiComm comm(split);
+      for (Collective op : {Collective::all_reduce, Collective::reduce_scatter, Collective::all_gather, Collective::send_recv}) {
+        for (int64_t bytes = 1024; bytes <= largest; bytes *= 4) {
+          const double t = time_collective(op, bytes, comm);
+          const double algbw = static_cast<double>(bytes) / t;
+          out.push_back({{"op", to_string(op)}, {"ranks", group}, {"bytes", bytes}, {"time_s", t},
+                         {"algbw_bytes_per_s", algbw}, {"busbw_bytes_per_s", algbw * bus_factor(op, group)}});
+        }
+        if (world.rank() == 0) progress << to_string(op) << " over " << group << " ranks: 1 KiB - " << (largest >> 20)
+                                        << " MiB measured" << std::endl;
+      }
+    }
+    world.barrier();
+  }
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json measure_profile(const ProfileOptions& o, Comm& world, std::ostream& progress) {
+  torch::set_num_threads(1);
+  nlohmann::json profile = machine_info(world);
+  profile["name"] = o.name;
+  const bool report = world.rank() == 0;
+  profile["gemm"] = measure_gemms(o, progress, report);
+  profile["memory_bandwidth_bytes_per_s"] = measure_copy_bandwidth(o.quick);
+  if (report) progress << "copy bandwidth: " << profile["memory_bandwidth_bytes_per_s"].get<double>() / 1e9 << " GB/s" << std::endl;
+  profile["collectives"] = measure_collectives(o, world, progress);
+  return profile;
+}
+
+}  // namespace sextant

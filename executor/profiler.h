@@ -1,0 +1,29 @@
+// `sextant profile`: measures the machine it runs on, nccl-tests style.
+//   GEMM:        achieved FLOP/s over a grid of (m, n, k) shapes and dtypes (LibTorch:
+//                OpenBLAS/oneDNN on CPU, cuBLAS on GPU);
+//   memory:      copy bandwidth (bytes read + written per second);
+//   collectives: all-reduce, reduce-scatter, all-gather, send/recv for 1 KiB - 256 MiB on
+//                every power-of-two group size the job has, with algorithm and bus
+//                bandwidth (bus = algorithm x the collective's bus factor).
+// The result is one JSON document with the machine, library versions and date.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "executor/comm.h"
+
+namespace sextant {
+
+struct ProfileOptions {
+  std::string name = "local";
+  std::string db = "sextant.db";
+  bool quick = false;  // a smaller grid, for tests
+};
+
+// Collective over the world; rank 0 writes progress lines to `progress`.
+nlohmann::json measure_profile(const ProfileOptions& options, Comm& world, std::ostream& progress);
+
+}  // namespace sextant
