@@ -2,6 +2,7 @@
 #include "cli/plan_command.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <ostream>
 
@@ -9,6 +10,7 @@
 
 #include "cost_model/error.h"
 #include "cost_model/json_fields.h"
+#include "cost_model/measured_profile.h"
 #include "cost_model/store.h"
 #include "planner/plan_output.h"
 #include "planner/search.h"
@@ -34,6 +36,7 @@ void add_plan_command(CLI::App& app, PlanOptions& o) {
   plan->add_option("--top", o.top, "How many layouts to list")->capture_default_str();
   plan->add_option("--out", o.out, "Write the best layout's plan file here");
   plan->add_option("--db", o.db, "SQLite store")->capture_default_str();
+  plan->add_option("--profile", o.profile, "Use a measured profile from the store (sextant profile --name)");
 }
 
 namespace {
@@ -62,6 +65,15 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
   if (req.model.name.empty()) req.model.name = o.model_path;
   nlohmann::json cluster_json;
   req.cluster = share_cpu_node(load_cluster(o.cluster, &cluster_json), o.gpus);
+  nlohmann::json profile_ref = nullptr;
+  if (!o.profile.empty()) {
+    if (!std::filesystem::exists(o.db)) throw InputError("--profile", o.profile, "no store at " + o.db);
+    const auto [id, json] = Store(o.db).load_profile(o.profile);
+    req.cluster.device.measured = std::make_shared<MeasuredProfile>(json, id, "profile " + o.profile);
+    profile_ref = {{"name", o.profile}, {"id", id}, {"date", json.value("date", "")},
+                   {"machine", json.value("machine", nlohmann::json::object())},
+                   {"libraries", json.value("libraries", nlohmann::json::object())}};
+  }
   req.gpus = o.gpus;
   req.job.global_batch = o.global_batch;
   req.job.precision = precision_from_string(o.precision, "--precision");
@@ -87,12 +99,20 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
     nlohmann::json plan = plan_to_json(req, result.candidates.front(), cluster_json);
     plan["model"]["config"] = model_config;
     plan["store"] = {{"search_id", search_id}, {"rank", 1}};  // runs of this plan link back here
+    plan["profile"] = profile_ref;  // null: the cluster description's figures
     write_file_atomically(o.out, plan.dump(2) + "\n", "--out");
   }
 
-  if (o.format == "json") out << search_to_json(req, result).dump(2) << "\n";
+  if (o.format == "json") {
+    nlohmann::json j = search_to_json(req, result);
+    j["profile"] = profile_ref;
+    out << j.dump(2) << "\n";
+  }
   else if (o.format == "csv") out << search_to_csv(result);
-  else out << search_to_table(req, result);
+  else {
+    out << search_to_table(req, result);
+    if (!o.profile.empty()) out << "figures from measured profile \"" << o.profile << "\" (#" << profile_ref["id"] << ")\n";
+  }
   if (!o.out.empty() && o.format == "table") out << "plan written to " << o.out << "\n";
 }
 

@@ -25,6 +25,7 @@ struct PlanOptions {
   int64_t top = 10;
   std::string out;  // plan file, "" for none
   std::string db = "sextant.db";
+  std::string profile;  // a measured profile in the store, "" for the cluster description
 };
 
 void add_plan_command(CLI::App& app, PlanOptions& options);

@@ -4,11 +4,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 namespace sextant {
+
+class MeasuredProfile;
 
 enum class Precision { bf16, fp16, fp32 };
 Precision precision_from_string(const std::string& text, const std::string& where);
@@ -30,6 +33,9 @@ struct DeviceSpec {
   double memory_bw_efficiency = 1;  // achieved / peak on streaming copies
   double reserved_bytes = 0;        // runtime context and allocator reserve, not usable
   int64_t sm_count = 0;             // > 0: model GEMM wave quantisation over this many SMs
+  // When planning with --profile: measured GEMM rates, bandwidth and intra-node collectives
+  // replace the figures above.
+  std::shared_ptr<const MeasuredProfile> measured;
 
   double peak_flops_per_s(Precision p) const;
 };

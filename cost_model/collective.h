@@ -52,16 +52,26 @@ inline double latency_steps(Collective c, int64_t n) {
   return ring;
 }
 
-// The links a group of ranks crosses: its achievable bus bandwidth and per-step latency.
+// A measured collective (sextant profile): whole-operation latency and bus bandwidth.
+struct CollectiveFit {
+  double latency_s = 0;
+  double bus_bw_bytes_per_s = 0;
+};
+
+// The links a group of ranks crosses: its achievable bus bandwidth and per-step latency,
+// and where a profile measured this collective on a group of this size, its fit.
 struct GroupLinks {
   int64_t size = 1;
   double bus_bw_bytes_per_s = 0;  // 0 only for a group of one
   double latency_s = 0;
   bool crosses_nodes = false;
+  const CollectiveFit* measured[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};  // by Collective
 };
 
 inline double collective_time_s(Collective c, double bytes, const GroupLinks& links) {
   if (links.size <= 1 || bytes <= 0) return 0.0;
+  if (const CollectiveFit* fit = links.measured[static_cast<int>(c)])
+    return fit->latency_s + bytes * bus_factor(c, links.size) / fit->bus_bw_bytes_per_s;
   return latency_steps(c, links.size) * links.latency_s +
          bytes * bus_factor(c, links.size) / links.bus_bw_bytes_per_s;
 }

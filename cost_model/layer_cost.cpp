@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cost_model/measured_profile.h"
 #include "cost_model/model_graph.h"
 
 namespace sextant {
@@ -65,6 +66,7 @@ double tp_collective_s(const LayerContext& c, const Dims& d, int count) {
 double gemm_time_s(const DeviceSpec& dev, Precision p, double m, double n, double k, double batch) {
   if (m <= 0 || n <= 0 || k <= 0 || batch <= 0) return 0.0;
   const double flops = 2.0 * m * n * k * batch;
+  if (dev.measured) return flops / dev.measured->gemm_flops_per_s(p, m, n, k);
   double rate = dev.peak_flops_per_s(p) * dev.gemm_efficiency * dev.sustained_clock_ratio;
   if (dev.sm_count > 0) {  // a partial last wave of output tiles leaves SMs idle
     const double tiles = std::ceil(m / kTile) * std::ceil(n / kTile) * batch;
@@ -76,6 +78,7 @@ double gemm_time_s(const DeviceSpec& dev, Precision p, double m, double n, doubl
 }
 
 double memory_time_s(const DeviceSpec& dev, double bytes) {
+  if (dev.measured) return bytes / dev.measured->memory_bw_bytes_per_s();
   return bytes / (dev.memory_bw_bytes_per_s * dev.memory_bw_efficiency);
 }
 

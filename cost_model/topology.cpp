@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "cost_model/error.h"
+#include "cost_model/measured_profile.h"
 
 namespace sextant {
 
@@ -131,6 +132,10 @@ GroupLinks Topology::group_links(const std::vector<int64_t>& group) const {
   }
   links.bus_bw_bytes_per_s = bw;
   links.latency_s = latency;
+  if (!links.crosses_nodes && cluster_.device.measured)
+    for (Collective op : {Collective::all_reduce, Collective::reduce_scatter, Collective::all_gather,
+                          Collective::broadcast, Collective::send_recv})
+      links.measured[static_cast<int>(op)] = cluster_.device.measured->collective(op, links.size);
   return links;
 }
 
