@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
       ->allow_extras();
   sextant::CompareOptions compare_options;
   sextant::add_compare_command(app, compare_options);
+  sextant::CalibrateOptions calibrate_options;
+  sextant::add_calibrate_command(app, calibrate_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -57,6 +59,7 @@ int main(int argc, char** argv) {
   try {
     if (app.got_subcommand("plan")) sextant::run_plan(plan_options, std::cout);
     if (app.got_subcommand("compare")) sextant::run_compare(compare_options, std::cout);
+    if (app.got_subcommand("calibrate")) sextant::run_calibrate(calibrate_options, std::cout);
   } catch (const sextant::InputError& e) {
     std::cerr << "sextant: error: " << e.what() << "\n";
     return 2;

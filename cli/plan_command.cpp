@@ -37,6 +37,7 @@ void add_plan_command(CLI::App& app, PlanOptions& o) {
   plan->add_option("--out", o.out, "Write the best layout's plan file here");
   plan->add_option("--db", o.db, "SQLite store")->capture_default_str();
   plan->add_option("--profile", o.profile, "Use a measured profile from the store (sextant profile --name)");
+  plan->add_flag("--calibrated", o.calibrated, "Apply the store's latest calibration (sextant calibrate)");
 }
 
 namespace {
@@ -74,6 +75,12 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
                    {"machine", json.value("machine", nlohmann::json::object())},
                    {"libraries", json.value("libraries", nlohmann::json::object())}};
   }
+  if (o.calibrated) {
+    if (!std::filesystem::exists(o.db)) throw InputError("--calibrated", "", "no store at " + o.db);
+    const auto latest = Store(o.db).latest_calibration();
+    if (!latest) throw InputError("--calibrated", "", "no calibration in " + o.db + " (run `sextant calibrate`)");
+    req.job.calibration = latest->first;
+  }
   req.gpus = o.gpus;
   req.job.global_batch = o.global_batch;
   req.job.precision = precision_from_string(o.precision, "--precision");
@@ -100,6 +107,7 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
     plan["model"]["config"] = model_config;
     plan["store"] = {{"search_id", search_id}, {"rank", 1}};  // runs of this plan link back here
     plan["profile"] = profile_ref;  // null: the cluster description's figures
+    plan["calibration"] = req.job.calibration.id > 0 ? nlohmann::json(req.job.calibration.id) : nlohmann::json();
     write_file_atomically(o.out, plan.dump(2) + "\n", "--out");
   }
 
@@ -112,6 +120,7 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
   else {
     out << search_to_table(req, result);
     if (!o.profile.empty()) out << "figures from measured profile \"" << o.profile << "\" (#" << profile_ref["id"] << ")\n";
+    if (req.job.calibration.id > 0) out << "step times calibrated by calibration #" << req.job.calibration.id << "\n";
   }
   if (!o.out.empty() && o.format == "table") out << "plan written to " << o.out << "\n";
 }

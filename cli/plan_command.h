@@ -26,6 +26,7 @@ struct PlanOptions {
   std::string out;  // plan file, "" for none
   std::string db = "sextant.db";
   std::string profile;  // a measured profile in the store, "" for the cluster description
+  bool calibrated = false;  // apply the store's latest calibration
 };
 
 void add_plan_command(CLI::App& app, PlanOptions& options);

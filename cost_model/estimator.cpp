@@ -5,6 +5,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "cost_model/calibration.h"
 #include "cost_model/partition.h"
 #include "cost_model/schedule.h"
 
@@ -76,6 +77,7 @@ StageTable build_stage_table(const ModelGraph& graph, const LayerContext& ctx, i
     s.params += c.params;
     s.largest_layer_params = std::max(s.largest_layer_params, c.params);
     s.compute_s += c.fwd_compute_s + c.bwd_compute_s + c.recompute_s;
+    s.vector_s += c.vector_s;
     s.tp_comm_s += c.fwd_tp_comm_s + c.bwd_tp_comm_s;
     s.activation_bytes += c.activation_bytes;
     s.workspace_bytes = std::max(s.workspace_bytes, c.workspace_bytes);
@@ -160,6 +162,7 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
                                        : m * max_s + (sum_s - max_s) / static_cast<double>(l.vpp);
   TimeBreakdown& t = p.time;
   t.compute_s = m * slowest->compute_s;
+  t.vector_s = m * slowest->vector_s;
   t.tp_comm_s = m * slowest->tp_comm_s;
   t.pp_p2p_s = m * slowest->p2p_s;
   t.bubble_s = pipeline_s - m * max_s;
@@ -204,6 +207,7 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
     t.offload_s = std::max(t.offload_s, offload_s);
   }
   t.step_s = pipeline_s + t.dp_comm_s + t.optimizer_s + t.offload_s;
+  if (job.calibration.id > 0) t.step_s = calibrated_step_s(calibration_features(t, l), job.calibration);
 
   // Throughput and FLOP rates.
   const double tokens = static_cast<double>(l.global_batch() * model.seq_len);
@@ -237,7 +241,7 @@ nlohmann::json prediction_to_json(const Prediction& p) {
           {"hardware_tflops_per_gpu", p.hardware_tflops_per_gpu},
           {"mfu", p.mfu},
           {"hfu", p.hfu},
-          {"time", {{"compute_s", t.compute_s}, {"tp_comm_s", t.tp_comm_s},
+          {"time", {{"compute_s", t.compute_s}, {"vector_s", t.vector_s}, {"tp_comm_s", t.tp_comm_s},
                     {"pp_p2p_s", t.pp_p2p_s}, {"bubble_s", t.bubble_s},
                     {"dp_comm_exposed_s", t.dp_comm_s}, {"optimizer_s", t.optimizer_s},
                     {"offload_s", t.offload_s}}},

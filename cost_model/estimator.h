@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cost_model/calibration_factors.h"
 #include "cost_model/cluster_spec.h"
 #include "cost_model/collective.h"
 #include "cost_model/layer_cost.h"
@@ -27,6 +28,8 @@ struct JobSpec {
   // Megatron-LM keeps fp32 main gradients (4 bytes/param) under 16-bit training;
   // the default is DESIGN.md's 2-byte gradients.
   bool fp32_grads = false;
+  // Correction factors fitted to measured runs (sextant calibrate); id 0: none.
+  Calibration calibration;
 };
 
 struct StageSummary {
@@ -36,6 +39,7 @@ struct StageSummary {
   double block_params = 0;          // of which in transformer blocks
   double largest_layer_params = 0;  // per tp rank, for ZeRO-3 gather buffers
   double compute_s = 0;             // one micro-batch, all chunks: fwd + bwd + recompute
+  double vector_s = 0;              // of which memory-bound (non-GEMM) work
   double tp_comm_s = 0;
   double p2p_s = 0;
   double activation_bytes = 0;      // one micro-batch, all chunks
@@ -72,6 +76,7 @@ struct MemoryBreakdown {
 
 struct TimeBreakdown {
   double compute_s = 0, tp_comm_s = 0, pp_p2p_s = 0, bubble_s = 0;
+  double vector_s = 0;   // the memory-bound (non-GEMM) part of compute_s
   double dp_comm_s = 0;  // exposed part only
   double optimizer_s = 0, offload_s = 0, step_s = 0;
 };

@@ -39,17 +39,19 @@ Dims dims_of(const LayerContext& c) {
   return d;
 }
 
-// Forward time of the attention core (scores, softmax, dropout, context) on one rank.
-double attention_core_fwd_s(const LayerContext& c, const Dims& d) {
+// Forward time of the attention core (scores, softmax, dropout, context) on one rank;
+// `vector_s` receives its memory-bound part (softmax and dropout over the scores).
+double attention_core_fwd_s(const LayerContext& c, const Dims& d, double* vector_s) {
   const double heads_per_rank = d.heads / d.t;
   double t = gemm_time_s(*c.device, c.precision, d.s, d.s, d.d, d.b * heads_per_rank) +
              gemm_time_s(*c.device, c.precision, d.s, d.d, d.s, d.b * heads_per_rank);
+  *vector_s = 0;
   if (!c.flash_attention) {
     const double scores = d.b * heads_per_rank * d.s * d.s;
     const double dropout_bytes = c.model->dropout > 0 ? 2 * d.e + 1 : 0;
-    t += memory_time_s(*c.device, scores * (2 * d.e + dropout_bytes));
+    *vector_s = memory_time_s(*c.device, scores * (2 * d.e + dropout_bytes));
   }
-  return t;
+  return t + *vector_s;
 }
 
 double tp_collective_s(const LayerContext& c, const Dims& d, int count) {
@@ -120,7 +122,8 @@ LayerCost block_cost(const LayerContext& c) {
                    gemm_time_s(dev, c.precision, tokens_per_expert, up_width, d.h, d.experts) +
                    gemm_time_s(dev, c.precision, tokens_per_expert, d.h, d.f / d.t, d.experts);
   if (m.is_moe()) dense_s += gemm_time_s(dev, c.precision, d.T, d.experts, d.h);
-  const double core_s = attention_core_fwd_s(c, d);
+  double core_vector_s = 0;
+  const double core_s = attention_core_fwd_s(c, d, &core_vector_s);
 
   // Memory-bound ops, forward: 2 norms, 2 residual adds (+bias, dropout), rotary, activation.
   const double mask = m.dropout > 0 ? 1.0 : 0.0;
@@ -138,13 +141,17 @@ LayerCost block_cost(const LayerContext& c) {
   // gathered again in backward for their weight gradients (Korthikanti et al. §4.2.2).
   if (c.sequence_parallel && c.tp > 1)
     out.bwd_tp_comm_s += 2 * collective_time_s(Collective::all_gather, d.T * d.h * d.e, c.tp_links);
+  const double fwd_vector_s = vector_s + core_vector_s;
+  out.vector_s = 3 * fwd_vector_s;  // backward moves twice the forward's bytes
   if (c.recompute == Recompute::full) {
     out.recompute_s = out.fwd_compute_s;
     out.recompute_flops = out.fwd_flops;
     out.bwd_tp_comm_s += out.fwd_tp_comm_s;
+    out.vector_s += fwd_vector_s;
   } else if (c.recompute == Recompute::selective && !c.flash_attention) {
     out.recompute_s = core_s;
     out.recompute_flops = 4.0 * d.b * d.s * d.s * d.q / d.t;
+    out.vector_s += core_vector_s;
   }
   out.activation_bytes = block_activation_bytes(c);
   if (c.recompute != Recompute::none) {  // backward rebuilds what was dropped, one block at a time
@@ -165,6 +172,7 @@ LayerCost embedding_cost(const LayerContext& c) {
   // Gather rows and write [s,b,h]; backward scatter-adds into the embedding gradient.
   out.fwd_compute_s = memory_time_s(*c.device, 2 * d.T * d.h * d.e);
   out.bwd_compute_s = 2 * out.fwd_compute_s;
+  out.vector_s = out.fwd_compute_s + out.bwd_compute_s;
   if (c.tp > 1) {  // vocab-parallel lookup: partial rows summed over tp
     const double bytes = d.T * d.h * d.e;
     out.fwd_tp_comm_s = collective_time_s(
@@ -186,6 +194,7 @@ LayerCost head_cost(const LayerContext& c) {
   const double vector_bytes = 2 * d.hs * d.e + d.T * v * (d.e + 4 + 4);
   out.fwd_compute_s = gemm_time_s(dev, c.precision, d.T, v, d.h) + memory_time_s(dev, vector_bytes);
   out.bwd_compute_s = 2 * out.fwd_compute_s;
+  out.vector_s = 3 * memory_time_s(dev, vector_bytes);
   if (c.tp > 1) {
     GroupLinks links = c.tp_links;
     double loss_s = 3 * collective_time_s(Collective::all_reduce, d.T * 4, links);  // max, sum, target

@@ -33,6 +33,7 @@ struct LayerCost {
   double bwd_compute_s = 0;
   double recompute_s = 0;     // extra forward work in backward (recompute)
   double recompute_flops = 0;
+  double vector_s = 0;        // of fwd + bwd + recompute compute: the memory-bound (non-GEMM) part
   double fwd_tp_comm_s = 0;   // not overlapped, as in Megatron-LM's TP
   double bwd_tp_comm_s = 0;   // includes what recompute repeats
   double activation_bytes = 0;  // kept from forward to backward, per micro-batch

@@ -9,6 +9,7 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include "cost_model/error.h"
+#include "cost_model/calibration.h"
 
 namespace sextant {
 namespace {
@@ -56,6 +57,11 @@ const std::vector<const char*>& migrations() {
         machine_json TEXT NOT NULL, libraries_json TEXT NOT NULL, profile_json TEXT NOT NULL);
       CREATE INDEX profiles_by_name ON profiles(name, id);
       )sql",
+      R"sql(
+      CREATE TABLE calibrations (
+        id INTEGER PRIMARY KEY, created_at TEXT NOT NULL, cost_model_version TEXT NOT NULL,
+        factors_json TEXT NOT NULL, fit_runs_json TEXT NOT NULL, summary_json TEXT NOT NULL);
+      )sql",
   };
   return steps;
 }
@@ -100,7 +106,7 @@ void Store::migrate() {
 }
 
 int64_t Store::count(const std::string& table) const {
-  for (const char* known : {"clusters", "searches", "plans", "runs", "run_steps", "profiles"})
+  for (const char* known : {"clusters", "searches", "plans", "runs", "run_steps", "profiles", "calibrations"})
     if (table == known) return db_->execAndGet("SELECT COUNT(*) FROM " + table).getInt64();
   throw std::invalid_argument("Store::count: unknown table " + table);
 }
@@ -263,11 +269,38 @@ std::pair<int64_t, nlohmann::json> Store::load_profile(const std::string& name) 
   return {q.getColumn(0).getInt64(), nlohmann::json::parse(q.getColumn(1).getString())};
 }
 
+int64_t Store::save_calibration(const Calibration& c, const std::vector<int64_t>& fit_runs, const nlohmann::json& summary) {
+  try {
+    SQLite::Transaction tx(*db_);
+    SQLite::Statement insert(*db_,
+        "INSERT INTO calibrations (created_at, cost_model_version, factors_json, fit_runs_json, summary_json) "
+        "VALUES (?, ?, ?, ?, ?)");
+    insert.bind(1, now_utc());
+    insert.bind(2, kCostModelVersion);
+    insert.bind(3, calibration_to_json(c).dump());
+    insert.bind(4, nlohmann::json(fit_runs).dump());
+    insert.bind(5, summary.dump());
+    insert.exec();
+    const int64_t id = db_->getLastInsertRowid();
+    tx.commit();
+    return id;
+  } catch (const SQLite::Exception& e) {
+    throw InputError("--db", path_, std::string("cannot write to the database: ") + e.what());
+  }
+}
+
+std::optional<std::pair<Calibration, std::vector<int64_t>>> Store::latest_calibration() const {
+  SQLite::Statement q(*db_, "SELECT id, factors_json, fit_runs_json FROM calibrations ORDER BY id DESC LIMIT 1");
+  if (!q.executeStep()) return std::nullopt;
+  return std::make_pair(calibration_from_json(nlohmann::json::parse(q.getColumn(1).getString()), q.getColumn(0).getInt64()),
+                        nlohmann::json::parse(q.getColumn(2).getString()).get<std::vector<int64_t>>());
+}
+
 std::vector<RunComparison> Store::compare_runs() const {
   std::vector<RunComparison> out;
   SQLite::Statement runs(*db_,
       "SELECT id, created_at, model_name, cluster_name, layout_json, cost_model_version, predicted_step_time_s, "
-      "predicted_tokens_per_s, predicted_peak_bytes FROM runs ORDER BY id");
+      "predicted_tokens_per_s, predicted_peak_bytes, plan_json FROM runs ORDER BY id");
   while (runs.executeStep()) {
     RunComparison c;
     c.run_id = runs.getColumn(0).getInt64();
@@ -279,6 +312,20 @@ std::vector<RunComparison> Store::compare_runs() const {
     c.predicted_step_time_s = runs.getColumn(6).getDouble();
     c.predicted_tokens_per_s = runs.getColumn(7).getDouble();
     c.predicted_peak_bytes = runs.getColumn(8).getDouble();
+    // What the prediction rests on, and its breakdown, from the plan the run executed.
+    const nlohmann::json plan = nlohmann::json::parse(runs.getColumn(9).getString());
+    c.profile = plan.contains("profile") && plan["profile"].is_object() ? plan["profile"].value("name", "") : "";
+    const nlohmann::json& t = plan.at("predicted").at("time");
+    TimeBreakdown time;
+    time.compute_s = t.at("compute_s");
+    time.vector_s = t.value("vector_s", 0.0);
+    time.tp_comm_s = t.at("tp_comm_s");
+    time.pp_p2p_s = t.at("pp_p2p_s");
+    time.bubble_s = t.at("bubble_s");
+    time.dp_comm_s = t.at("dp_comm_exposed_s");
+    time.optimizer_s = t.at("optimizer_s");
+    time.offload_s = t.at("offload_s");
+    c.features = calibration_features(time, layout_from_json(plan.at("layout"), "run plan"));
     SQLite::Statement steps(*db_, "SELECT step_time_s, peak_bytes, loss FROM run_steps WHERE run_id = ? ORDER BY step");
     steps.bind(1, c.run_id);
     std::vector<double> times;

@@ -5,9 +5,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "cost_model/calibration.h"
 #include "cost_model/cluster_spec.h"
 #include "cost_model/estimator.h"
 #include "cost_model/layout.h"
@@ -65,6 +67,8 @@ struct RunComparison {
   double predicted_tokens_per_s = 0, measured_tokens_per_s = 0;
   double predicted_peak_bytes = 0, measured_peak_bytes = 0;
   double final_loss = 0;
+  std::string profile;            // measured profile the prediction used, "" for the cluster description
+  CalibrationFeatures features;   // the prediction's breakdown, for calibration
 };
 
 class Store {
@@ -87,6 +91,10 @@ class Store {
   // again, and the latest wins. Shipped cluster descriptions are never touched.
   int64_t save_profile(const nlohmann::json& profile);
   std::pair<int64_t, nlohmann::json> load_profile(const std::string& name) const;  // InputError if none
+  // Calibrations are versioned by id; the latest is the one in force.
+  int64_t save_calibration(const Calibration& calibration, const std::vector<int64_t>& fit_runs,
+                           const nlohmann::json& summary);
+  std::optional<std::pair<Calibration, std::vector<int64_t>>> latest_calibration() const;
 
  private:
   void migrate();
