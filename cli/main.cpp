@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstdlib>
 #include <string>
 
 #include "cli/compare_command.h"
@@ -25,6 +26,11 @@ int exec_executor(char** argv) {
   dir = dir.substr(0, dir.find_last_of('/') + 1);
   const std::string executor = dir + "sextant-runtime";
   argv[0] = const_cast<char*>(executor.c_str());
+  // One core per rank: BLAS libraries read these when they load, so they are set here,
+  // before the runtime starts (a user's own setting wins). Profiles and runs then measure
+  // the same thing whether or not a launcher binds the rank to one core.
+  setenv("OPENBLAS_NUM_THREADS", "1", 0);
+  setenv("OMP_NUM_THREADS", "1", 0);
   execv(executor.c_str(), argv);
   std::cerr << "sextant: cannot start " << executor << " (build the sextant-runtime target)\n";
   return 1;

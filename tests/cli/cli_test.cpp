@@ -238,6 +238,36 @@ TEST_F(Cli, ExecuteThenCompare) {
   EXPECT_NE(run("compare").out.find("tiny-llama"), std::string::npos);
 }
 
+// The closed loop in miniature: profile, plan with it, run twice, calibrate, compare.
+TEST_F(Cli, ProfilePlanCalibrateCompare) {
+  const CliRun p = run("profile --name quick --quick");
+  ASSERT_EQ(p.status, 0) << p.err;
+  EXPECT_NE(p.err.find("gemm fp32"), std::string::npos) << p.err;  // progress
+  EXPECT_NE(p.out.find("profile \"quick\""), std::string::npos) << p.out;
+  const std::string plan = "plan --model " SEXTANT_EXAMPLES "/models/tiny-llama.json --cluster local-cpu --gpus 1 "
+                           "--global-batch 4 --seq 16 --precision fp32 --top 1 --profile quick --out plan.json";
+  const CliRun planned = run(plan);
+  ASSERT_EQ(planned.status, 0) << planned.err;
+  EXPECT_NE(planned.out.find("figures from measured profile \"quick\""), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(slurp(path("plan.json")))["profile"]["name"], "quick");
+  const CliRun too_few = run("calibrate");
+  EXPECT_EQ(too_few.status, 2) << too_few.err;
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(run("execute --plan plan.json --steps 3").status, 0);
+  const CliRun cal = run("calibrate");
+  ASSERT_EQ(cal.status, 0) << cal.err;
+  EXPECT_NE(cal.out.find("held_out runs (1)"), std::string::npos) << cal.out;
+  const nlohmann::json runs = nlohmann::json::parse(run("compare --format json").out);
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0]["calibrated"]["role"], "fit");
+  EXPECT_EQ(runs[1]["calibrated"]["role"], "held-out");
+  EXPECT_EQ(runs[0]["profile"], "quick");
+  EXPECT_GT(runs[1]["calibrated"]["step_time_s"].get<double>(), 0);
+  const CliRun calibrated = run(plan + " --calibrated");
+  ASSERT_EQ(calibrated.status, 0) << calibrated.err;
+  EXPECT_NE(calibrated.out.find("calibrated by calibration #1"), std::string::npos);
+  EXPECT_EQ(run("plan --model " SEXTANT_EXAMPLES "/models/tiny-llama.json --gpus 1 --global-batch 4 --profile nope").status, 2);
+}
+
 TEST_F(Cli, BadExecuteInput) {
   auto refused = [&](const std::string& args, const std::string& fragment) {
     const CliRun r = run(args);

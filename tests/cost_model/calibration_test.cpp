@@ -1,0 +1,71 @@
+// Measured profiles and calibration: the fits recover known values; interpolation returns
+// the measurements at grid points.
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include "cost_model/calibration.h"
+#include "cost_model/error.h"
+#include "cost_model/measured_profile.h"
+
+namespace sextant {
+namespace {
+
+TEST(Calibration, LatencyBandwidthFitRecoversTheLine) {
+  std::vector<std::pair<double, double>> points;
+  for (double bytes = 1024; bytes <= (64 << 20); bytes *= 4) points.push_back({bytes, 20e-6 + bytes / 5e9});
+  const auto [latency, rate] = fit_latency_bandwidth(points);
+  EXPECT_NEAR(latency, 20e-6, 1e-9);
+  EXPECT_NEAR(rate, 5e9, 1e3);
+}
+
+TEST(Calibration, LeastSquaresRecoversFactorsAndKeepsThemNonNegative) {
+  const Calibration truth{0, 1.4, 3.0, 0.8, 0.01};
+  std::vector<CalibrationSample> samples;
+  for (int i = 0; i < 8; ++i) {
+    CalibrationFeatures f{0.1 + 0.05 * i, 0.02 * ((i * 3) % 5 + 1), 0.01 * ((i * 7) % 4), 4.0 + (i % 3) * 4};
+    samples.push_back({f, calibrated_step_s(f, truth)});
+  }
+  const Calibration fit = fit_calibration(samples);
+  EXPECT_NEAR(fit.compute_factor, 1.4, 1e-6);
+  EXPECT_NEAR(fit.vector_factor, 3.0, 1e-6);
+  EXPECT_NEAR(fit.comm_factor, 0.8, 1e-6);
+  EXPECT_NEAR(fit.per_microbatch_s, 0.01, 1e-8);
+  // Runs that would want a negative overhead: it is held at 0 and the rest refitted.
+  for (CalibrationSample& s : samples) s.measured_step_s -= 0.02 * s.features.microbatch_passes;
+  const Calibration held = fit_calibration(samples);
+  EXPECT_EQ(held.per_microbatch_s, 0.0);
+  EXPECT_GE(held.compute_factor, 0.0);
+}
+
+nlohmann::json small_profile() {
+  nlohmann::json gemm = nlohmann::json::array();
+  for (int m : {64, 256})
+    for (int n : {64, 256})
+      for (int k : {64, 256}) gemm.push_back({{"dtype", "fp32"}, {"m", m}, {"n", n}, {"k", k}, {"flops_per_s", 1e9 * (m + n + k)}});
+  nlohmann::json coll = nlohmann::json::array();
+  for (double bytes : {1024.0, 65536.0, 4194304.0})
+    coll.push_back({{"op", "all_reduce"}, {"ranks", 2}, {"bytes", bytes}, {"time_s", 1e-5 + bytes / 2e9}});
+  return {{"name", "t"}, {"memory_bandwidth_bytes_per_s", 1e10}, {"gemm", gemm}, {"collectives", coll}};
+}
+
+TEST(MeasuredProfile, InterpolatesGemmsAndFitsCollectives) {
+  const MeasuredProfile p(small_profile(), 7, "test");
+  EXPECT_NEAR(p.gemm_flops_per_s(Precision::fp32, 64, 64, 64), 192e9, 1e3);
+  EXPECT_NEAR(p.gemm_flops_per_s(Precision::fp32, 256, 256, 256), 768e9, 1e4);
+  const double mid = p.gemm_flops_per_s(Precision::fp32, 128, 128, 128);
+  EXPECT_GT(mid, 192e9);
+  EXPECT_LT(mid, 768e9);
+  EXPECT_NEAR(p.gemm_flops_per_s(Precision::bf16, 4096, 4096, 4096), 768e9, 1e4);  // clamped; bf16 falls back to fp32
+  const CollectiveFit* fit = p.collective(Collective::all_reduce, 2);
+  ASSERT_NE(fit, nullptr);
+  EXPECT_NEAR(fit->latency_s, 1e-5, 1e-9);
+  EXPECT_NEAR(fit->bus_bw_bytes_per_s, 2e9 * bus_factor(Collective::all_reduce, 2), 1e3);
+  EXPECT_EQ(p.collective(Collective::all_gather, 2), nullptr);
+  nlohmann::json holes = small_profile();
+  holes["gemm"].erase(0);
+  EXPECT_THROW(MeasuredProfile(holes, 1, "test"), InputError);
+}
+
+}  // namespace
+}  // namespace sextant
