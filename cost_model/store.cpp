@@ -105,6 +105,18 @@ void Store::migrate() {
   tx.commit();
 }
 
+template <typename Body>
+int64_t Store::write(Body&& body) {
+  try {
+    SQLite::Transaction tx(*db_);
+    const int64_t id = body(*db_);
+    tx.commit();
+    return id;
+  } catch (const SQLite::Exception& e) {
+    throw InputError("--db", path_, std::string("cannot write to the database: ") + e.what());
+  }
+}
+
 int64_t Store::count(const std::string& table) const {
   for (const char* known : {"clusters", "searches", "plans", "runs", "run_steps", "profiles", "calibrations"})
     if (table == known) return db_->execAndGet("SELECT COUNT(*) FROM " + table).getInt64();
@@ -183,21 +195,16 @@ void insert_plans(SQLite::Database& db, int64_t search_id, const std::vector<Sto
 }  // namespace
 
 int64_t Store::save_search(const SearchRecord& r) {
-  try {
-    SQLite::Transaction tx(*db_);
-    const int64_t search_id = insert_search(*db_, r, insert_cluster(*db_, r));
-    insert_plans(*db_, search_id, r.plans);
-    tx.commit();
+  return write([&](SQLite::Database& db) {
+    const int64_t search_id = insert_search(db, r, insert_cluster(db, r));
+    insert_plans(db, search_id, r.plans);
     return search_id;
-  } catch (const SQLite::Exception& e) {
-    throw InputError("--db", path_, std::string("cannot write to the database: ") + e.what());
-  }
+  });
 }
 
 int64_t Store::save_run(const RunRecord& r) {
-  try {
-    SQLite::Transaction tx(*db_);
-    SQLite::Statement run(*db_,
+  return write([&](SQLite::Database& db) {
+    SQLite::Statement run(db,
         "INSERT INTO runs (created_at, plan_path, search_id, plan_json, model_name, cluster_name, world_size, "
         "layout_json, data, predicted_step_time_s, predicted_tokens_per_s, predicted_peak_bytes, cost_model_version) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -217,8 +224,8 @@ int64_t Store::save_run(const RunRecord& r) {
     run.bind(i++, r.predicted_peak_bytes);
     run.bind(i++, r.cost_model_version);
     run.exec();
-    const int64_t run_id = db_->getLastInsertRowid();
-    SQLite::Statement step(*db_,
+    const int64_t run_id = db.getLastInsertRowid();
+    SQLite::Statement step(db,
         "INSERT INTO run_steps (run_id, step, loss, step_time_s, tokens_per_s, mfu, peak_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)");
     for (const StepRecord& st : r.steps) {
       step.bind(1, run_id);
@@ -231,17 +238,13 @@ int64_t Store::save_run(const RunRecord& r) {
       step.exec();
       step.reset();
     }
-    tx.commit();
     return run_id;
-  } catch (const SQLite::Exception& e) {
-    throw InputError("--db", path_, std::string("cannot write to the database: ") + e.what());
-  }
+  });
 }
 
 int64_t Store::save_profile(const nlohmann::json& profile) {
-  try {
-    SQLite::Transaction tx(*db_);
-    SQLite::Statement insert(*db_,
+  return write([&](SQLite::Database& db) {
+    SQLite::Statement insert(db,
         "INSERT INTO profiles (name, created_at, machine_json, libraries_json, profile_json) VALUES (?, ?, ?, ?, ?)");
     insert.bind(1, profile.at("name").get<std::string>());
     insert.bind(2, now_utc());
@@ -249,12 +252,8 @@ int64_t Store::save_profile(const nlohmann::json& profile) {
     insert.bind(4, profile.at("libraries").dump());
     insert.bind(5, profile.dump());
     insert.exec();
-    const int64_t id = db_->getLastInsertRowid();
-    tx.commit();
-    return id;
-  } catch (const SQLite::Exception& e) {
-    throw InputError("--db", path_, std::string("cannot write to the database: ") + e.what());
-  }
+    return db.getLastInsertRowid();
+  });
 }
 
 std::pair<int64_t, nlohmann::json> Store::load_profile(const std::string& name) const {
@@ -270,9 +269,8 @@ std::pair<int64_t, nlohmann::json> Store::load_profile(const std::string& name) 
 }
 
 int64_t Store::save_calibration(const Calibration& c, const std::vector<int64_t>& fit_runs, const nlohmann::json& summary) {
-  try {
-    SQLite::Transaction tx(*db_);
-    SQLite::Statement insert(*db_,
+  return write([&](SQLite::Database& db) {
+    SQLite::Statement insert(db,
         "INSERT INTO calibrations (created_at, cost_model_version, factors_json, fit_runs_json, summary_json) "
         "VALUES (?, ?, ?, ?, ?)");
     insert.bind(1, now_utc());
@@ -281,12 +279,8 @@ int64_t Store::save_calibration(const Calibration& c, const std::vector<int64_t>
     insert.bind(4, nlohmann::json(fit_runs).dump());
     insert.bind(5, summary.dump());
     insert.exec();
-    const int64_t id = db_->getLastInsertRowid();
-    tx.commit();
-    return id;
-  } catch (const SQLite::Exception& e) {
-    throw InputError("--db", path_, std::string("cannot write to the database: ") + e.what());
-  }
+    return db.getLastInsertRowid();
+  });
 }
 
 std::optional<std::pair<Calibration, std::vector<int64_t>>> Store::latest_calibration() const {

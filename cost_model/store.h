@@ -98,6 +98,10 @@ class Store {
 
  private:
   void migrate();
+  // Runs `body` (which returns the new row's id) in one transaction; SQLite failures
+  // become InputError naming the store.
+  template <typename Body>
+  int64_t write(Body&& body);
   std::string path_;
   std::unique_ptr<SQLite::Database> db_;
 };

@@ -1,6 +1,7 @@
 // Stage construction and the schedule walk.
 #include "executor/pipeline.h"
 
+#include <algorithm>
 #include <map>
 
 #include "cost_model/schedule.h"
