@@ -20,9 +20,9 @@ double error_pct(double predicted, double measured) {
   return measured > 0 ? 100 * (predicted / measured - 1) : NAN;
 }
 
-std::vector<RunComparison> stored_runs(const std::string& db) {
+// compare and calibrate read an existing store; they never create one.
+void require_store(const std::string& db) {
   if (!std::filesystem::exists(db)) throw InputError("--db", db, "no such store; run `sextant execute` first");
-  return Store(db).compare_runs();
 }
 
 // Mean |error| in % of `predict` over the runs `include` selects.
@@ -68,8 +68,10 @@ void add_compare_command(CLI::App& app, CompareOptions& o) {
 void run_compare(const CompareOptions& o, std::ostream& out) {
   if (o.format != "table" && o.format != "json")
     throw InputError("--format", "", "got \"" + o.format + "\"; allowed: table, json");
-  const std::vector<RunComparison> runs = stored_runs(o.db);
-  const auto calibration = Store(o.db).latest_calibration();
+  require_store(o.db);
+  const Store store(o.db);
+  const std::vector<RunComparison> runs = store.compare_runs();
+  const auto calibration = store.latest_calibration();
   auto error = error_pct;
   auto after = [&](const RunComparison& r) {
     return calibration ? calibrated_step_s(r.features, calibration->first) : NAN;
@@ -141,7 +143,9 @@ void add_calibrate_command(CLI::App& app, CalibrateOptions& o) {
 }
 
 void run_calibrate(const CalibrateOptions& o, std::ostream& out) {
-  const std::vector<RunComparison> runs = stored_runs(o.db);
+  require_store(o.db);
+  Store store(o.db);
+  const std::vector<RunComparison> runs = store.compare_runs();
   std::vector<CalibrationSample> samples;
   std::vector<int64_t> fit_runs;
   for (size_t i = 0; i < runs.size(); ++i) {
@@ -155,7 +159,7 @@ void run_calibrate(const CalibrateOptions& o, std::ostream& out) {
                                        " stored; without --all at least 2: one to fit, one to judge)");
   const Calibration fitted = fit_calibration(samples);
   const nlohmann::json summary = calibration_summary(runs, fitted, fit_runs);
-  const int64_t id = Store(o.db).save_calibration(fitted, fit_runs, summary);
+  const int64_t id = store.save_calibration(fitted, fit_runs, summary);
   out << "calibration #" << id << " from " << samples.size() << " of " << runs.size() << " runs: GEMM x"
       << std::setprecision(4) << fitted.compute_factor << ", memory-bound x" << fitted.vector_factor
       << ", communication x" << fitted.comm_factor << ", "
