@@ -11,10 +11,17 @@ MPI_Datatype mpi_type(const torch::Tensor& t) {
     case torch::kLong: return MPI_INT64_T;
     case torch::kInt: return MPI_INT32_T;
     case torch::kByte: return MPI_UINT8_T;
+    case torch::kBFloat16:
+    case torch::kHalf: return MPI_UINT16_T;  // moved as bits; reductions widen first (below)
     default:
       throw CommError(std::string("MpiComm: unsupported dtype ") + std::string(c10::toString(t.scalar_type())) +
-                      " (CPU collectives move fp32, fp64 and integers)");
+                      " (CPU collectives move fp32, fp64, bf16, fp16 and integers)");
   }
+}
+
+// MPI cannot add 16-bit floats: they are reduced in fp32 and rounded once at the end.
+bool is_16bit_float(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kBFloat16 || t.scalar_type() == torch::kHalf;
 }
 
 void require_contiguous_cpu(const torch::Tensor& t, const char* what) {
@@ -53,12 +60,24 @@ MpiComm::~MpiComm() {
 void MpiComm::all_reduce(torch::Tensor& t) {
   require_contiguous_cpu(t, "all_reduce");
   if (size_ == 1) return;
+  if (is_16bit_float(t)) {
+    torch::Tensor wide = t.to(torch::kFloat);
+    all_reduce(wide);
+    t.copy_(wide);
+    return;
+  }
   MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), count_of(t), mpi_type(t), MPI_SUM, comm_));
 }
 
 void MpiComm::all_reduce_max(torch::Tensor& t) {
   require_contiguous_cpu(t, "all_reduce_max");
   if (size_ == 1) return;
+  if (is_16bit_float(t)) {
+    torch::Tensor wide = t.to(torch::kFloat);
+    all_reduce_max(wide);
+    t.copy_(wide);
+    return;
+  }
   MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), count_of(t), mpi_type(t), MPI_MAX, comm_));
 }
 
@@ -68,6 +87,12 @@ void MpiComm::reduce_scatter(const torch::Tensor& in, torch::Tensor& out) {
   if (in.numel() != out.numel() * size_) throw CommError("reduce_scatter: input must be size() x output");
   if (size_ == 1) {
     out.copy_(in);
+    return;
+  }
+  if (is_16bit_float(in)) {
+    torch::Tensor wide = torch::empty({out.numel()}, torch::kFloat);
+    reduce_scatter(in.to(torch::kFloat), wide);
+    out.copy_(wide.view(out.sizes()));
     return;
   }
   MPI_CHECK(MPI_Reduce_scatter_block(in.data_ptr(), out.data_ptr(), count_of(out), mpi_type(in), MPI_SUM, comm_));
@@ -115,42 +140,42 @@ namespace {
 
 // Ranks that share every coordinate but `axis` form a group; color them by the rank whose
 // `axis` coordinate is 0, order them by their `axis` coordinate.
-std::unique_ptr<Comm> split_along(const ParallelLayout& l, const RankCoord& c, Axis axis) {
+std::unique_ptr<Comm> split_along(const ParallelLayout& l, const RankCoord& c, Axis axis, const CommSplit& split) {
   RankCoord base = c;
   int key = 0;
   if (axis == Axis::tp) key = static_cast<int>(std::exchange(base.tp, 0));
   if (axis == Axis::dp) key = static_cast<int>(std::exchange(base.dp, 0));
   if (axis == Axis::pp) key = static_cast<int>(std::exchange(base.pp, 0));
-  MPI_Comm comm;
-  MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, static_cast<int>(coord_to_rank(l, base)), key, &comm));
-  return std::make_unique<MpiComm>(comm);
+  return split(static_cast<int>(coord_to_rank(l, base)), key);
 }
 
 }  // namespace
 
-CommGroups make_comm_groups(const ParallelLayout& layout) {
-  int rank = 0, size = 1;
-  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
-  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size));
-  if (size != layout.world_size())
-    throw CommError("world size " + std::to_string(size) + " does not match the plan's dp*tp*pp = " +
+CommGroups build_comm_groups(const ParallelLayout& layout, std::unique_ptr<Comm> world, const CommSplit& split) {
+  if (world->size() != layout.world_size())
+    throw CommError("world size " + std::to_string(world->size()) + " does not match the plan's dp*tp*pp = " +
                     std::to_string(layout.world_size()));
   CommGroups g;
   g.layout = layout;
-  g.coord = rank_to_coord(layout, rank);
-  g.world = std::make_unique<MpiComm>(MPI_COMM_WORLD);
-  g.tp = split_along(layout, g.coord, Axis::tp);
-  g.dp = split_along(layout, g.coord, Axis::dp);
-  g.pp = split_along(layout, g.coord, Axis::pp);
-  // Every rank takes part in the split; middle stages opt out with MPI_UNDEFINED.
+  g.coord = rank_to_coord(layout, world->rank());
+  g.world = std::move(world);
+  g.tp = split_along(layout, g.coord, Axis::tp, split);
+  g.dp = split_along(layout, g.coord, Axis::dp, split);
+  g.pp = split_along(layout, g.coord, Axis::pp, split);
+  // Every rank takes part in the split; middle stages opt out.
   const bool end_stage = layout.pp > 1 && (g.first_stage() || g.last_stage());
   RankCoord column = g.coord;
   column.pp = 0;
-  MPI_Comm embed;
-  MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, end_stage ? static_cast<int>(coord_to_rank(layout, column)) : MPI_UNDEFINED,
-                           static_cast<int>(g.coord.pp), &embed));
-  if (embed != MPI_COMM_NULL) g.embedding = std::make_unique<MpiComm>(embed);
+  g.embedding = split(end_stage ? static_cast<int>(coord_to_rank(layout, column)) : -1, static_cast<int>(g.coord.pp));
   return g;
+}
+
+CommGroups make_comm_groups(const ParallelLayout& layout) {
+  return build_comm_groups(layout, std::make_unique<MpiComm>(MPI_COMM_WORLD), [](int color, int key) {
+    MPI_Comm comm;
+    MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, color < 0 ? MPI_UNDEFINED : color, key, &comm));
+    return comm == MPI_COMM_NULL ? std::unique_ptr<Comm>() : std::make_unique<MpiComm>(comm);
+  });
 }
 
 }  // namespace sextant

@@ -4,6 +4,7 @@
 // layout's one rank mapping (cost_model/layout.h), passed down explicitly.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -43,6 +44,13 @@ class Comm {
   virtual void recv(torch::Tensor& tensor, int peer, int tag) = 0;
   virtual void wait_sends() = 0;
   virtual void barrier() = 0;
+  // A reduce-scatter that later work may overlap: `input` and `output` must stay untouched
+  // until wait_async(), after which every one started is complete (as seen by the next
+  // compute). MPI runs it at once; NCCL queues it on the communication stream.
+  virtual void reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output) {
+    reduce_scatter(input, output);
+  }
+  virtual void wait_async() {}
 };
 
 class MpiComm final : public Comm {
@@ -84,5 +92,11 @@ struct CommGroups {
 
 // Splits MPI_COMM_WORLD by the layout; world size must equal layout.world_size().
 CommGroups make_comm_groups(const ParallelLayout& layout);
+
+// The same grouping over any backend: `split(color, key)` is called collectively by every
+// rank once per group kind (tp, dp, pp, embedding) and returns this rank's group of the
+// ranks sharing `color`, ordered by `key`; color -1 opts out (returns null).
+using CommSplit = std::function<std::unique_ptr<Comm>(int color, int key)>;
+CommGroups build_comm_groups(const ParallelLayout& layout, std::unique_ptr<Comm> world, const CommSplit& split);
 
 }  // namespace sextant

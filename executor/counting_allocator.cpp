@@ -1,42 +1,42 @@
-// Wraps c10's default CPU allocator; each allocation carries a small context that
-// subtracts its size when freed.
+// CPU allocator that counts live bytes. Each block carries its size in a 64-byte header
+// in front of the data (alignment kept), so data pointer and context are the same and
+// raw_allocate works (oneDNN's bf16 kernels allocate through it).
 #include "executor/counting_allocator.h"
 
 #include <atomic>
 
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
 
 namespace sextant {
 namespace {
 
+constexpr size_t kHeaderBytes = 64;
+
 std::atomic<size_t> g_current{0};
 std::atomic<size_t> g_peak{0};
 
-struct Allocation {
-  c10::DataPtr inner;
-  size_t bytes;
-};
-
-void release(void* context) {
-  auto* a = static_cast<Allocation*>(context);
-  g_current.fetch_sub(a->bytes);
-  delete a;  // frees the memory through the default allocator's deleter
+void release(void* data) {
+  if (!data) return;
+  char* block = static_cast<char*>(data) - kHeaderBytes;
+  g_current.fetch_sub(*reinterpret_cast<size_t*>(block));
+  c10::free_cpu(block);
 }
 
 class CountingAllocator final : public c10::Allocator {
  public:
   c10::DataPtr allocate(size_t bytes) const override {
-    c10::DataPtr inner = c10::GetDefaultCPUAllocator()->allocate(bytes);
-    void* data = inner.get();
-    auto* context = new Allocation{std::move(inner), bytes};
+    char* block = static_cast<char*>(c10::alloc_cpu(bytes + kHeaderBytes));
+    *reinterpret_cast<size_t*>(block) = bytes;
+    void* data = block + kHeaderBytes;
     const size_t now = g_current.fetch_add(bytes) + bytes;
     size_t peak = g_peak.load();
     while (now > peak && !g_peak.compare_exchange_weak(peak, now)) {
     }
-    return {data, context, &release, c10::Device(c10::DeviceType::CPU)};
+    return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
   }
-  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
 };
 
 }  // namespace

@@ -47,10 +47,12 @@ torch::Tensor maybe_at(const ParamMap& p, const std::string& name) {
 }
 
 torch::Tensor norm(const ParamMap& p, const std::string& prefix, const torch::Tensor& x, const ModelSpec& m) {
-  const torch::Tensor& w = at(p, prefix + ".weight");
+  // Norms compute in fp32 whatever the working dtype (a no-op cast in fp32 runs).
+  const torch::Tensor xf = x.to(torch::kFloat), w = at(p, prefix + ".weight").to(torch::kFloat);
   if (m.norm == NormKind::layernorm)
-    return torch::layer_norm(x, {m.hidden_size}, w, at(p, prefix + ".bias"), m.norm_eps);
-  return x * torch::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + m.norm_eps) * w;
+    return torch::layer_norm(xf, {m.hidden_size}, w, at(p, prefix + ".bias").to(torch::kFloat), m.norm_eps)
+        .to(x.scalar_type());
+  return (xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + m.norm_eps) * w).to(x.scalar_type());
 }
 
 torch::Tensor linear(const ParamMap& p, const std::string& name, const torch::Tensor& x) {
@@ -98,7 +100,7 @@ torch::Tensor attention_core(const torch::Tensor& q, const torch::Tensor& k, con
   torch::Tensor scores = torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(d));
   torch::Tensor mask = torch::ones({s, s}, q.options().dtype(torch::kBool)).triu(1);
   scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
-  torch::Tensor context = torch::matmul(torch::softmax(scores, -1), vh);
+  torch::Tensor context = torch::matmul(torch::softmax(scores, -1, torch::kFloat).to(vh.scalar_type()), vh);
   return context.permute({2, 0, 1, 3}).reshape({s, b, hq * d});
 }
 
@@ -219,7 +221,7 @@ torch::Tensor head_loss(const ParamMap& p, const torch::Tensor& x, const torch::
   const torch::Tensor& w = m.tied_embeddings ? at(p, "embed.weight") : at(p, "head.weight");
   torch::Tensor logits = torch::matmul(h, w.t());
   torch::Tensor flat_targets = targets.transpose(0, 1).reshape({-1});
-  return vocab_parallel_cross_entropy(logits.reshape({-1, w.size(0)}), flat_targets, ctx.tp->rank() * w.size(0),
+  return vocab_parallel_cross_entropy(logits.reshape({-1, w.size(0)}).to(torch::kFloat), flat_targets, ctx.tp->rank() * w.size(0),
                                       *ctx.tp)
       .sum();
 }

@@ -3,11 +3,14 @@
 
 #include <cmath>
 
+#include "kernels/reference.h"
+
 namespace sextant {
 
 ParamGroup::ParamGroup(std::vector<ParamSpec> specs, const std::vector<torch::Tensor>& values,
-                       bool tp_replicated, bool tied_copy, Comm& dp, int zero)
-    : specs_(std::move(specs)), tp_replicated_(tp_replicated), tied_copy_(tied_copy), dp_(dp), zero_(zero) {
+                       bool tp_replicated, bool tied_copy, Comm& dp, int zero, torch::ScalarType working_dtype)
+    : specs_(std::move(specs)), tp_replicated_(tp_replicated), tied_copy_(tied_copy), dp_(dp), zero_(zero),
+      working_dtype_(working_dtype) {
   for (const torch::Tensor& v : values) {
     local_shapes_.push_back(v.sizes().vec());
     numel_ += v.numel();
@@ -34,8 +37,29 @@ ParamGroup::ParamGroup(std::vector<ParamSpec> specs, const std::vector<torch::Te
   } else {
     flat_ = full;
     shard_ = flat_.narrow(0, begin, part);
-    point_params_at(flat_);
+    working_ = mixed() ? flat_.to(working_dtype_) : flat_;
+    point_params_at(working_);
   }
+  if (mixed() && zero_ < 2) accum_ = torch::zeros({padded_});
+}
+
+namespace {
+kernels::DType kernel_dtype(torch::ScalarType t) {
+  if (t == torch::kBFloat16) return kernels::DType::bf16;
+  if (t == torch::kHalf) return kernels::DType::fp16;
+  return kernels::DType::fp32;
+}
+}  // namespace
+
+void ParamGroup::refresh_working_copy() {
+  if (zero_ == 3) return;  // gathered (and cast) at each use
+  if (zero_ == 0) {
+    if (mixed()) working_.copy_(flat_);
+    return;
+  }
+  torch::Tensor owned = shard_.to(working_dtype_).contiguous();
+  if (!mixed()) owned = owned.clone();  // MPI forbids aliasing input and output
+  dp_.all_gather(owned, working_);
 }
 
 // Parameters become views of `flat` (autograd keeps its references when the data is
@@ -62,8 +86,8 @@ torch::Tensor ParamGroup::flat_grads_of_params() const {
 
 void ParamGroup::before_use() {
   if (zero_ != 3) return;
-  torch::Tensor full = torch::empty({padded_});
-  dp_.all_gather(shard_, full);
+  torch::Tensor full = torch::empty({padded_}, torch::TensorOptions().dtype(working_dtype_));
+  dp_.all_gather(shard_.to(working_dtype_).contiguous(), full);
   point_params_at(full);
 }
 
@@ -73,7 +97,13 @@ void ParamGroup::after_use() {
 }
 
 void ParamGroup::after_backward() {
-  if (zero_ < 2) return;
+  if (zero_ < 2) {
+    if (accum_.defined()) {  // 16-bit gradients are summed over micro-batches in fp32
+      accum_ += flat_grads_of_params();
+      for (torch::Tensor& p : params_) p.mutable_grad() = torch::Tensor();
+    }
+    return;
+  }
   torch::Tensor reduced = torch::empty_like(grad_);
   dp_.reduce_scatter(flat_grads_of_params(), reduced);
   grad_ += reduced;
@@ -83,7 +113,11 @@ void ParamGroup::after_backward() {
 
 void ParamGroup::finish_gradients() {
   if (zero_ >= 2) return;  // already reduced layer by layer
-  torch::Tensor flat = flat_grads_of_params();
+  torch::Tensor flat = flat_grads_of_params();  // what no after_backward has moved yet
+  if (accum_.defined()) {
+    flat += accum_;
+    accum_.zero_();
+  }
   if (zero_ == 0) {
     dp_.all_reduce(flat);
     grad_.copy_(flat);
@@ -99,22 +133,26 @@ double ParamGroup::grad_square_sum(bool count_replicated_here) const {
   return grad_.pow(2).sum().item<double>();
 }
 
-torch::Tensor ParamGroup::owned_params() const { return shard_; }
-
 void ParamGroup::step(const AdamConfig& c, double clip_coef, int64_t step) {
   torch::NoGradGuard no_grad;
-  torch::Tensor g = grad_ * clip_coef;
-  m_.mul_(c.beta1).add_(g, 1 - c.beta1);
-  v_.mul_(c.beta2).addcmul_(g, g, 1 - c.beta2);
-  const double bias1 = 1 - std::pow(c.beta1, static_cast<double>(step));
-  const double bias2 = 1 - std::pow(c.beta2, static_cast<double>(step));
-  torch::Tensor p = owned_params();
-  p.mul_(1 - c.lr * c.weight_decay * decay_);  // decoupled weight decay, matrices only
-  p.addcdiv_(m_ / bias1, (v_ / bias2).sqrt_().add_(c.eps), -c.lr);
+  kernels::AdamWArgs args;
+  args.lr = static_cast<float>(c.lr);
+  args.beta1 = static_cast<float>(c.beta1);
+  args.beta2 = static_cast<float>(c.beta2);
+  args.eps = static_cast<float>(c.eps);
+  args.weight_decay = static_cast<float>(c.weight_decay);  // matrices only, by the decay mask
+  args.grad_scale = static_cast<float>(clip_coef);
+  args.step = step;
+  // ZeRO-0 writes the whole working copy here; ZeRO-1/2 write their shard of it, then gather.
+  torch::Tensor working_out;
+  if (mixed() && zero_ < 3) working_out = zero_ == 0 ? working_ : torch::empty({shard_.numel()}, working_.options());
+  kernels::adamw_reference(shard_.data_ptr<float>(), m_.data_ptr<float>(), v_.data_ptr<float>(),
+                           grad_.data_ptr<float>(), decay_.data_ptr<float>(), shard_.numel(), args,
+                           working_out.defined() ? working_out.data_ptr() : nullptr, kernel_dtype(working_dtype_));
   grad_.zero_();
   if (zero_ == 1 || zero_ == 2) {
-    torch::Tensor mine = shard_.clone();  // MPI forbids aliasing input and output
-    dp_.all_gather(mine, flat_);
+    torch::Tensor mine = working_out.defined() ? working_out : shard_.clone();  // MPI forbids aliasing
+    dp_.all_gather(mine, working_);
   }
 }
 
@@ -134,17 +172,14 @@ void ParamGroup::load_state(const std::vector<std::pair<std::string, torch::Tens
   shard_.copy_(state[0].second);
   m_.copy_(state[1].second);
   v_.copy_(state[2].second);
-  if (zero_ == 1 || zero_ == 2) {
-    torch::Tensor owned = shard_.clone();
-    dp_.all_gather(owned, flat_);
-  }
+  refresh_working_copy();
 }
 
 std::vector<torch::Tensor> ParamGroup::full_values() {
   torch::Tensor full = flat_;
-  if (zero_ == 3) {
+  if (zero_ == 3 || (zero_ > 0 && mixed())) {  // the master values live in the shards
     full = torch::empty({padded_});
-    dp_.all_gather(shard_, full);
+    dp_.all_gather(shard_.clone(), full);
   }
   std::vector<torch::Tensor> out;
   int64_t offset = 0;

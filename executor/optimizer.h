@@ -11,6 +11,11 @@
 //           in every micro-batch and accumulated in the shard; full gradients are freed.
 //   ZeRO-3: as 2, and the parameters themselves are kept as shards, gathered for each
 //           layer's forward and backward and released after.
+//
+// Mixed precision (working dtype bf16 or fp16): the flat buffers above hold the fp32
+// master weights; the model computes with a 16-bit working copy (the autograd leaves),
+// which the AdamW step writes (kernels/reference.h, the CPU twin of the CUDA kernel) and
+// ZeRO-1/2 all-gather in 16 bits. Gradients are accumulated and reduced in fp32.
 #pragma once
 
 #include <cstdint>
@@ -35,7 +40,7 @@ class ParamGroup final : public ShardedParams {
  public:
   // `values` are this rank's tp slices of `specs`, in order.
   ParamGroup(std::vector<ParamSpec> specs, const std::vector<torch::Tensor>& values, bool tp_replicated,
-             bool tied_copy, Comm& dp, int zero);
+             bool tied_copy, Comm& dp, int zero, torch::ScalarType working_dtype = torch::kFloat);
 
   const std::vector<ParamSpec>& specs() const { return specs_; }
   const std::vector<torch::Tensor>& params() const { return params_; }  // autograd leaves
@@ -44,7 +49,9 @@ class ParamGroup final : public ShardedParams {
 
   void before_use() override;      // ZeRO-3: gather
   void after_use() override;       // ZeRO-3: release
-  void after_backward() override;  // ZeRO-2/3: reduce-scatter into the shard (3: then release)
+  // ZeRO-2/3: reduce-scatter into the shard (3: then release); 16-bit ZeRO-0/1: move the
+  // micro-batch's gradients into the fp32 accumulator.
+  void after_backward() override;
 
   // After the last micro-batch: ZeRO-0/1 reduce the accumulated gradients over dp.
   void finish_gradients();
@@ -54,6 +61,8 @@ class ParamGroup final : public ShardedParams {
   double grad_square_sum(bool count_replicated_here) const;
   // AdamW on the owned elements with gradients scaled by clip_coef; ZeRO-1/2 all-gather.
   void step(const AdamConfig& config, double clip_coef, int64_t step);
+  // Drops the reduced gradients without updating anything (a step skipped on overflow).
+  void skip_step() { grad_.zero_(); }
   // Checkpoint state: owned parameters, m and v, under names unique on this rank.
   std::vector<std::pair<std::string, torch::Tensor>> state() const;
   // Restores state() (same layout); ZeRO-1/2 all-gather the parameters again.
@@ -64,7 +73,8 @@ class ParamGroup final : public ShardedParams {
  private:
   torch::Tensor flat_grads_of_params() const;
   void point_params_at(const torch::Tensor& flat);
-  torch::Tensor owned_params() const;
+  bool mixed() const { return working_dtype_ != torch::kFloat; }
+  void refresh_working_copy();  // from the master values, after a step or a restore
 
   std::vector<ParamSpec> specs_;
   std::vector<std::vector<int64_t>> local_shapes_;
@@ -72,9 +82,12 @@ class ParamGroup final : public ShardedParams {
   bool tp_replicated_ = false, tied_copy_ = false;
   Comm& dp_;
   int zero_ = 0;
+  torch::ScalarType working_dtype_ = torch::kFloat;
   int64_t numel_ = 0, padded_ = 0;
-  torch::Tensor flat_;   // ZeRO 0-2: every parameter value; ZeRO-3: undefined
-  torch::Tensor shard_;  // the owned elements (a view of flat_ for ZeRO 0-2)
+  torch::Tensor flat_;     // ZeRO 0-2: every master value; ZeRO-3: undefined
+  torch::Tensor shard_;    // the owned master elements (a view of flat_ for ZeRO 0-2)
+  torch::Tensor working_;  // ZeRO 0-2: what the parameters view (flat_ itself in fp32)
+  torch::Tensor accum_;    // 16-bit ZeRO 0-1: fp32 gradient sum over micro-batches
   torch::Tensor grad_, m_, v_, decay_;
 };
 

@@ -1,6 +1,7 @@
 // The measurements behind `sextant profile`.
 #include "executor/profiler.h"
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <fstream>
@@ -18,19 +19,26 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Median-free but robust enough: run once to warm up, then repeat until `budget_s` or
-// `max_reps`, and keep the fastest repetition.
+double median_of(std::vector<double> times) {
+  std::sort(times.begin(), times.end());
+  const size_t n = times.size();
+  return n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
+}
+
+// Run once to warm up, then repeat until `budget_s` (at least 3, at most `max_reps`
+// times) and keep the median: the rate the work sustains, which the fastest repetition
+// overstates when ranks share a node's caches and memory.
 template <typename F>
-double fastest_s(F&& run, double budget_s, int max_reps) {
+double median_s(F&& run, double budget_s, int max_reps) {
   run();
-  double best = 1e30;
+  std::vector<double> times;
   const double stop = now_s() + budget_s;
-  for (int i = 0; i < max_reps && (i < 2 || now_s() < stop); ++i) {
+  for (int i = 0; i < max_reps && (i < 3 || now_s() < stop); ++i) {
     const double t0 = now_s();
     run();
-    best = std::min(best, now_s() - t0);
+    times.push_back(now_s() - t0);
   }
-  return best;
+  return median_of(std::move(times));
 }
 
 std::string cpu_model() {
@@ -67,7 +75,7 @@ nlohmann::json measure_gemms(const ProfileOptions& o, std::ostream& progress, bo
       for (int64_t n : sizes)
         for (int64_t k : sizes) {
           torch::Tensor a = torch::randn({m, k}).to(dtype), b = torch::randn({k, n}).to(dtype);
-          const double t = fastest_s([&] { torch::mm(a, b); }, 0.05, 20);
+          const double t = median_s([&] { torch::mm(a, b); }, 0.05, 20);
           const double flops_per_s = 2.0 * m * n * k / t;
           out.push_back({{"dtype", dtype == torch::kFloat ? "fp32" : "bf16"}, {"m", m}, {"n", n}, {"k", k},
                          {"flops_per_s", flops_per_s}});
@@ -82,7 +90,7 @@ nlohmann::json measure_gemms(const ProfileOptions& o, std::ostream& progress, bo
 double measure_copy_bandwidth(bool quick) {
   const int64_t n = (quick ? 8 : 64) << 20;  // floats
   torch::Tensor src = torch::ones({n}), dst = torch::empty({n});
-  const double t = fastest_s([&] { dst.copy_(src); }, 0.2, 10);
+  const double t = median_s([&] { dst.copy_(src); }, 0.2, 10);
   return 2.0 * static_cast<double>(n) * 4 / t;
 }
 
@@ -106,11 +114,25 @@ double time_collective(Collective op, int64_t bytes, Comm& comm) {
       default: break;
     }
   };
+  // Every rank must run the same number of repetitions, so the count comes from the
+  // slowest rank's warm-up, not from each rank's own clock.
+  auto slowest = [&](double t) {
+    torch::Tensor v = torch::tensor({t}, torch::kDouble);
+    comm.all_reduce_max(v);
+    return v.item<double>();
+  };
   comm.barrier();
-  double t = fastest_s(run, 0.05, 10);
-  torch::Tensor slowest = torch::tensor({t}, torch::kDouble);
-  comm.all_reduce_max(slowest);  // the ranks must agree on how many repetitions they ran
-  return slowest.item<double>();
+  double t0 = now_s();
+  run();
+  const double warmup_s = slowest(now_s() - t0);
+  const int reps = static_cast<int>(std::clamp(0.05 / std::max(warmup_s, 1e-9), 3.0, 10.0));
+  std::vector<double> times;
+  for (int i = 0; i < reps; ++i) {
+    t0 = now_s();
+    run();
+    times.push_back(now_s() - t0);
+  }
+  return slowest(median_of(std::move(times)));
 }
 
 nlohmann::json measure_collectives(const ProfileOptions& o, Comm& world, std::ostream& progress) {

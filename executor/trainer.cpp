@@ -9,8 +9,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <limits>
 #include <ostream>
 
+#include <torch/version.h>
 #include <unistd.h>
 
 #include "cost_model/error.h"
@@ -20,12 +22,15 @@
 #include "executor/checkpoint.h"
 #include "executor/counting_allocator.h"
 #include "executor/data.h"
+#include "kernels/reference.h"
 
 namespace sextant {
 namespace {
 
 struct StepStats {
   double loss = 0, step_time_s = 0, peak_bytes = 0, grad_norm = 0;
+  bool skipped = false;
+  double loss_scale = 1;
 };
 
 std::vector<ChunkSpec> read_partition(const nlohmann::json& plan, const std::string& where, const ParallelLayout& l,
@@ -61,8 +66,65 @@ void maybe_inject_fault(int rank, int64_t step) {
     ::kill(::getpid(), SIGKILL);
 }
 
+}  // namespace
+
+torch::ScalarType working_dtype(Precision precision, const std::string& plan_path) {
+  switch (precision) {
+    case Precision::fp32: return torch::kFloat;
+    case Precision::bf16: return torch::kBFloat16;
+    case Precision::fp16:
+#if TORCH_VERSION_MAJOR < 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR < 1)
+      if (!torch::cuda::is_available())
+        throw InputError(plan_path, "job.precision",
+                         "fp16 needs a GPU or LibTorch >= 2.1 (this LibTorch " TORCH_VERSION
+                         " has no fp16 matmul on CPU); use bf16 or fp32");
+#endif
+      return torch::kHalf;
+  }
+  return torch::kFloat;
+}
+
+OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& groups,
+                                   const std::vector<ParamGroup*>& tied, CommGroups& comm, LossScaler& scaler,
+                                   const AdamConfig& adam, int64_t step, double local_loss) {
+  const ParallelLayout& l = comm.layout;
+  for (auto& g : groups) g->finish_gradients();
+  for (auto& g : groups)
+    if (l.sequence_parallel && g->tp_replicated()) comm.tp->all_reduce(g->owned_grad());
+  for (ParamGroup* g : tied) comm.embedding->all_reduce(g->owned_grad());
+
+  OptimizerStepResult out;
+  if (scaler.dynamic()) {  // unscale, and skip everywhere if any rank saw inf or NaN
+    std::vector<kernels::TensorSpan> grads;
+    for (auto& g : groups) grads.push_back({g->owned_grad().data_ptr<float>(), g->owned_grad().numel()});
+    const bool found = kernels::unscale_reference(grads, static_cast<float>(1.0 / scaler.scale()));
+    torch::Tensor any = torch::tensor({found ? 1.0 : 0.0}, torch::kDouble);
+    comm.world->all_reduce_max(any);
+    out.skipped = any.item<double>() > 0;
+    scaler.update(out.skipped);
+  }
+  double local_sq = 0;
+  if (!out.skipped)
+    for (auto& g : groups) local_sq += g->grad_square_sum(comm.coord.tp == 0);
+  torch::Tensor sums = torch::tensor({local_sq, comm.last_stage() && comm.coord.tp == 0 ? local_loss : 0.0},
+                                     torch::kDouble);
+  comm.world->all_reduce(sums);
+  out.loss = sums[1].item<double>();
+  if (out.skipped) {
+    for (auto& g : groups) g->skip_step();
+    out.grad_norm = std::numeric_limits<double>::quiet_NaN();
+    return out;
+  }
+  out.grad_norm = std::sqrt(sums[0].item<double>());
+  const double clip = std::min(1.0, adam.max_grad_norm / (out.grad_norm + 1e-6));
+  for (auto& g : groups) g->step(adam, clip, step + 1);
+  return out;
+}
+
+namespace {
+
 StepStats train_step(Stage& stage, CommGroups& comm, const PlanFile& plan, const TokenSource& source, int64_t step,
-                     const AdamConfig& adam) {
+                     const AdamConfig& adam, LossScaler& scaler) {
   const ParallelLayout& l = plan.layout;
   const int64_t batch = plan.job.global_batch, seq = plan.model.seq_len, per_replica = batch / l.dp;
   comm.world->barrier();
@@ -70,27 +132,14 @@ StepStats train_step(Stage& stage, CommGroups& comm, const PlanFile& plan, const
   const auto start = std::chrono::steady_clock::now();
   torch::Tensor tokens = load_samples(source, step * batch + comm.coord.dp * per_replica, per_replica, seq)
                              .view({l.grad_accum, l.micro_batch, seq + 1});
-  const double local_loss = stage.run_schedule(tokens, 1.0 / static_cast<double>(batch * seq));
-
-  // Every gradient sum across ranks, then the global norm over all shards, each element once.
-  auto& groups = stage.groups();
-  for (auto& g : groups) g->finish_gradients();
-  for (auto& g : groups)
-    if (l.sequence_parallel && g->tp_replicated()) comm.tp->all_reduce(g->owned_grad());
-  for (ParamGroup* g : stage.tied_groups()) comm.embedding->all_reduce(g->owned_grad());
-  double local_sq = 0;
-  for (auto& g : groups) local_sq += g->grad_square_sum(comm.coord.tp == 0);
-  torch::Tensor sums = torch::tensor({local_sq, comm.last_stage() && comm.coord.tp == 0 ? local_loss : 0.0},
-                                     torch::kDouble);
-  comm.world->all_reduce(sums);
-  const double norm = std::sqrt(sums[0].item<double>());
-  const double clip = std::min(1.0, adam.max_grad_norm / (norm + 1e-6));
-  for (auto& g : groups) g->step(adam, clip, step + 1);
+  const double scale = scaler.scale();
+  const double local_loss = stage.run_schedule(tokens, scale / static_cast<double>(batch * seq)) / scale;
+  const OptimizerStepResult r = optimizer_step(stage.groups(), stage.tied_groups(), comm, scaler, adam, step, local_loss);
 
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   torch::Tensor maxes = torch::tensor({elapsed, static_cast<double>(counted_peak_bytes())}, torch::kDouble);
   comm.world->all_reduce_max(maxes);
-  return {sums[1].item<double>(), maxes[0].item<double>(), maxes[1].item<double>(), norm};
+  return {r.loss, maxes[0].item<double>(), maxes[1].item<double>(), r.grad_norm, r.skipped, scaler.scale()};
 }
 
 NamedTensors stage_state(Stage& stage) {
@@ -177,8 +226,7 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
                                                 std::to_string(world_size) + " ranks; launch with mpirun -np " +
                                                 std::to_string(l.world_size()));
   if (const std::string why = unsupported_reason(plan.model, l); !why.empty()) throw InputError(o.plan_path, "model", why);
-  if (plan.job.precision != Precision::fp32)
-    throw InputError(o.plan_path, "job.precision", "the CPU executor trains in fp32; plan with --precision fp32");
+  const torch::ScalarType dtype = working_dtype(plan.job.precision, o.plan_path);
   if (l.offload != Offload::none) throw InputError(o.plan_path, "layout.offload", "offload is not supported by the executor yet");
   if (o.steps < 1) throw InputError("--steps", "", "must be at least 1");
   if (o.resume && o.checkpoint_dir.empty()) throw InputError("--resume", "", "needs --checkpoint-dir");
@@ -187,7 +235,8 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
   install_counting_allocator();
   torch::set_num_threads(1);  // one core per rank
   CommGroups comm = make_comm_groups(l);
-  Stage stage(plan.model, l, plan.partition, comm, o.seed);
+  Stage stage(plan.model, l, plan.partition, comm, o.seed, dtype);
+  LossScaler scaler(plan.job.precision == Precision::fp16);
   const nlohmann::json identity = {{"layout", layout_to_json(l)}, {"params", plan.model.total_params()},
                                    {"seq_len", plan.model.seq_len}, {"global_batch", plan.job.global_batch},
                                    {"seed", o.seed}};
@@ -212,15 +261,21 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
                 plan.predicted_step_time_s, plan.predicted_tokens_per_s, plan.predicted_peak_bytes, kCostModelVersion, {}};
   for (int64_t step = first; step < o.steps; ++step) {
     maybe_inject_fault(world_rank, step);
-    const StepStats s = train_step(stage, comm, plan, *source, step, adam);
-    if (!std::isfinite(s.loss)) throw TrainingError("loss is " + std::to_string(s.loss) + " at step " + std::to_string(step));
+    const StepStats s = train_step(stage, comm, plan, *source, step, adam, scaler);
+    if (s.skipped && world_rank == 0)
+      log << "step " << step << "  skipped: gradients overflowed; loss scale now " << s.loss_scale << std::endl;
+    if (!s.skipped && !std::isfinite(s.loss)) throw TrainingError("loss is " + std::to_string(s.loss) + " at step " + std::to_string(step));
     const StepRecord record{step, s.loss, s.step_time_s, tokens_per_step / s.step_time_s,
                             flops_per_step / s.step_time_s / peak, s.peak_bytes};
     run.steps.push_back(record);
     if (world_rank == 0) {
       nlohmann::json line = {{"step", step}, {"loss", s.loss}, {"step_time_s", s.step_time_s},
                              {"tokens_per_s", record.tokens_per_s}, {"mfu", record.mfu},
-                             {"peak_bytes", s.peak_bytes}, {"grad_norm", s.grad_norm}};
+                             {"peak_bytes", s.peak_bytes}, {"grad_norm", s.skipped ? nlohmann::json() : nlohmann::json(s.grad_norm)}};
+      if (scaler.dynamic()) {
+        line["loss_scale"] = s.loss_scale;
+        line["skipped"] = s.skipped;
+      }
       if (metrics.is_open()) metrics << line.dump() << std::endl;
       log << "step " << step << "  loss " << std::setprecision(6) << s.loss << "  " << std::setprecision(4)
           << s.step_time_s << " s  " << std::setprecision(6) << record.tokens_per_s << " tokens/s  peak "

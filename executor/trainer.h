@@ -15,6 +15,8 @@
 #include "cost_model/estimator.h"
 #include "cost_model/layout.h"
 #include "cost_model/model_spec.h"
+#include "executor/loss_scaler.h"
+#include "executor/optimizer.h"
 #include "executor/pipeline.h"
 
 namespace sextant {
@@ -53,6 +55,25 @@ struct ExecuteOptions {
   double lr = 1e-3;
   std::string dump_weights;  // folder: full weights per stage after the last step
 };
+
+// The working dtype a precision trains in (fp32, bf16, fp16); InputError where this
+// LibTorch cannot compute in it on this device (fp16 matmul on CPU needs LibTorch >= 2.1).
+torch::ScalarType working_dtype(Precision precision, const std::string& plan_path);
+
+struct OptimizerStepResult {
+  double loss = 0, grad_norm = 0;
+  bool skipped = false;  // non-finite gradients under dynamic loss scaling: nothing updated
+};
+
+// Everything after the last backward of a step: gradients reduced over dp (and tp for
+// sequence-parallel replicated weights, and the tied embedding), unscaled and checked
+// for inf/NaN on every rank when the scaler is dynamic (an overflow anywhere skips the
+// step everywhere and the scaler backs off), clipped by the global norm, AdamW.
+// `local_loss` is this rank's share of the loss, already divided by the scale.
+// `tied`: the groups holding a tied embedding on the first and last stage.
+OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& groups,
+                                   const std::vector<ParamGroup*>& tied, CommGroups& comm, LossScaler& scaler,
+                                   const AdamConfig& adam, int64_t step, double local_loss);
 
 // Runs the job on this rank (MPI initialised by the caller). Rank 0 writes the log lines,
 // the metrics file and the store. Throws InputError before any work on bad input,

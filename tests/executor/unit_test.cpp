@@ -1,7 +1,9 @@
 // Executor pieces that need no second process: the vocab-parallel loss against LibTorch's
-// cross-entropy, initialisation by name, safetensors, data sources, the counting allocator.
+// cross-entropy, initialisation by name, safetensors, data sources, the counting allocator,
+// loss scaling and the optimizer step's overflow handling, bf16 parameter groups.
 #include <cstdio>
 #include <fstream>
+#include <limits>
 
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -11,7 +13,9 @@
 #include "executor/counting_allocator.h"
 #include "executor/data.h"
 #include "executor/model.h"
+#include "executor/loss_scaler.h"
 #include "executor/tp_ops.h"
+#include "executor/trainer.h"
 
 namespace sextant {
 namespace {
@@ -101,6 +105,103 @@ TEST(CountingAllocator, CountsTensorBytes) {
   }
   EXPECT_EQ(counted_current_bytes(), before);
   EXPECT_GE(counted_peak_bytes(), before + (4u << 20));
+}
+
+TEST(LossScaler, MegatronRules) {
+  LossScalerOptions o;
+  o.growth_interval = 3;
+  LossScaler s(true, o);
+  EXPECT_EQ(s.scale(), 65536.0);
+  s.update(true);  // hysteresis 2: the first overflow keeps the scale
+  EXPECT_EQ(s.scale(), 65536.0);
+  s.update(true);
+  EXPECT_EQ(s.scale(), 32768.0);
+  s.update(true);  // the counter is not restored by a back-off
+  EXPECT_EQ(s.scale(), 16384.0);
+  for (int i = 0; i < 3; ++i) s.update(false);
+  EXPECT_EQ(s.scale(), 32768.0);  // three clean steps double it and restore the hysteresis
+  s.update(true);
+  EXPECT_EQ(s.scale(), 32768.0);
+  s.update(false);
+  s.update(false);
+  s.update(true);  // the clean steps between did not restore it: this one backs off
+  EXPECT_EQ(s.scale(), 16384.0);
+  LossScalerOptions tiny;
+  tiny.initial_scale = 2;
+  tiny.hysteresis = 1;
+  LossScaler floor(true, tiny);
+  for (int i = 0; i < 5; ++i) floor.update(true);
+  EXPECT_EQ(floor.scale(), 1.0);  // never below min_scale
+  LossScaler off(false);
+  off.update(true);
+  EXPECT_EQ(off.scale(), 1.0);
+}
+
+// One group of two parameters on one rank, with gradients set by hand.
+struct OneGroup {
+  explicit OneGroup(torch::ScalarType dtype) : comm(make_comm_groups(ParallelLayout{})) {
+    torch::manual_seed(7);
+    const std::vector<ParamSpec> specs{{"w", {4, 3}, -1, ParamSpec::Init::normal, true},
+                                       {"b", {5}, -1, ParamSpec::Init::zeros, false}};
+    groups.push_back(std::make_unique<ParamGroup>(specs, std::vector<torch::Tensor>{torch::randn({4, 3}), torch::randn({5})},
+                                                  false, false, *comm.dp, 0, dtype));
+  }
+  void set_grads(double scale, bool poison) {
+    for (const torch::Tensor& p : groups[0]->params()) {
+      p.mutable_grad() = (torch::randn(p.sizes()) * scale).to(p.scalar_type());
+    }
+    if (poison) groups[0]->params()[1].mutable_grad()[2] = std::numeric_limits<float>::infinity();
+  }
+  std::vector<torch::Tensor> state() const {
+    std::vector<torch::Tensor> out;
+    for (auto& named : groups[0]->state()) out.push_back(named.second.clone());
+    for (const torch::Tensor& p : groups[0]->params()) out.push_back(p.detach().clone());
+    return out;
+  }
+  CommGroups comm;
+  std::vector<std::unique_ptr<ParamGroup>> groups;
+};
+
+TEST(OptimizerStep, OverflowSkipsTheStepAndLeavesMasterWeightsUntouched) {
+  OneGroup g(torch::kFloat);
+  LossScaler scaler(true);
+  AdamConfig adam;
+  const std::vector<torch::Tensor> before = g.state();
+  g.set_grads(scaler.scale(), /*poison=*/true);
+  OptimizerStepResult r = optimizer_step(g.groups, {}, g.comm, scaler, adam, 0, 1.0);
+  EXPECT_TRUE(r.skipped);
+  const std::vector<torch::Tensor> after = g.state();
+  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], after[i])) << i;  // master, m, v, working
+  EXPECT_EQ(scaler.scale(), 65536.0);  // hysteresis 2
+  g.set_grads(scaler.scale(), true);
+  EXPECT_TRUE(optimizer_step(g.groups, {}, g.comm, scaler, adam, 0, 1.0).skipped);
+  EXPECT_EQ(scaler.scale(), 32768.0);
+  // A clean step updates, and sees the gradients divided by the scale.
+  g.set_grads(scaler.scale(), false);
+  r = optimizer_step(g.groups, {}, g.comm, scaler, adam, 0, 1.0);
+  EXPECT_FALSE(r.skipped);
+  EXPECT_GT(r.grad_norm, 0.5);
+  EXPECT_LT(r.grad_norm, 10.0);  // ~N(0,1) over 17 elements once unscaled
+  EXPECT_FALSE(torch::equal(before[0], g.state()[0]));
+}
+
+TEST(OptimizerStep, Bf16GroupKeepsFp32MasterAndWritesItsBf16Copy) {
+  OneGroup g(torch::kBFloat16);
+  EXPECT_EQ(g.groups[0]->params()[0].scalar_type(), torch::kBFloat16);
+  LossScaler none(false);
+  AdamConfig adam;
+  for (int step = 0; step < 3; ++step) {
+    g.set_grads(1.0, false);
+    optimizer_step(g.groups, {}, g.comm, none, adam, step, 1.0);
+  }
+  const torch::Tensor master = g.groups[0]->state()[0].second;
+  EXPECT_EQ(master.scalar_type(), torch::kFloat);
+  const torch::Tensor working = torch::cat({g.groups[0]->params()[0].detach().reshape({-1}),
+                                            g.groups[0]->params()[1].detach().reshape({-1})});
+  EXPECT_TRUE(torch::equal(working, master.narrow(0, 0, 17).to(torch::kBFloat16)));
+  // Three steps of ~lr each moved the master by less than bf16 can resolve near 1: the
+  // master keeps them, the 16-bit copy alone would have lost some.
+  EXPECT_FALSE(torch::equal(master.narrow(0, 0, 17), working.to(torch::kFloat)));
 }
 
 }  // namespace

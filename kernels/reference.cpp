@@ -1,0 +1,163 @@
+// CPU references of the kernels (see reference.h).
+#include "kernels/reference.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace sextant::kernels {
+namespace {
+
+uint32_t bits_of(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+}
+
+float float_of(uint32_t b) {
+  float x;
+  std::memcpy(&x, &b, sizeof x);
+  return x;
+}
+
+float load(const void* p, DType dtype, int64_t i) {
+  switch (dtype) {
+    case DType::fp32: return static_cast<const float*>(p)[i];
+    case DType::bf16: return bf16_to_float(static_cast<const uint16_t*>(p)[i]);
+    case DType::fp16: return fp16_to_float(static_cast<const uint16_t*>(p)[i]);
+  }
+  return 0;
+}
+
+void store(void* p, DType dtype, int64_t i, float x) {
+  switch (dtype) {
+    case DType::fp32: static_cast<float*>(p)[i] = x; break;
+    case DType::bf16: static_cast<uint16_t*>(p)[i] = float_to_bf16(x); break;
+    case DType::fp16: static_cast<uint16_t*>(p)[i] = float_to_fp16(x); break;
+  }
+}
+
+}  // namespace
+
+uint16_t float_to_bf16(float x) {
+  const uint32_t b = bits_of(x);
+  if ((b & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((b >> 16) | 0x0040u);  // quiet NaN
+  const uint32_t rounded = b + 0x7fffu + ((b >> 16) & 1u);
+  return static_cast<uint16_t>(rounded >> 16);
+}
+
+float bf16_to_float(uint16_t x) { return float_of(static_cast<uint32_t>(x) << 16); }
+
+uint16_t float_to_fp16(float x) {
+  uint32_t f = bits_of(x);
+  const uint16_t sign = static_cast<uint16_t>((f >> 16) & 0x8000u);
+  f &= 0x7fffffffu;
+  if (f > 0x7f800000u) return sign | 0x7e00u;   // NaN
+  if (f >= 0x477ff000u) return sign | 0x7c00u;  // ≥ 65520 rounds to inf
+  if (f < 0x38800000u) {                        // below 2^-14: subnormal or zero
+    const int exponent = static_cast<int>(f >> 23);
+    if (exponent < 102) return sign;  // below 2^-25
+    const uint32_t mantissa = (f & 0x7fffffu) | 0x800000u;
+    const int shift = 126 - exponent;
+    uint32_t r = mantissa >> shift;
+    const uint32_t rest = mantissa & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rest > half || (rest == half && (r & 1u))) ++r;
+    return static_cast<uint16_t>(sign | r);
+  }
+  f -= 112u << 23;  // rebias the exponent from 127 to 15
+  return static_cast<uint16_t>(sign | ((f + 0xfffu + ((f >> 13) & 1u)) >> 13));
+}
+
+float fp16_to_float(uint16_t x) {
+  const uint32_t sign = static_cast<uint32_t>(x & 0x8000u) << 16;
+  const uint32_t exponent = (x >> 10) & 0x1fu, mantissa = x & 0x3ffu;
+  if (exponent == 0) {
+    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+    return sign ? -magnitude : magnitude;
+  }
+  if (exponent == 31) return float_of(sign | 0x7f800000u | (mantissa << 13));
+  return float_of(sign | ((exponent + 112) << 23) | (mantissa << 13));
+}
+
+void cast_reference(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) store(dst, dst_dtype, i, load(src, src_dtype, i));
+}
+
+void adamw_reference(float* master, float* m, float* v, const float* grad, const float* decay, int64_t n,
+                     const AdamWArgs& a, void* working, DType working_dtype) {
+  const float correction1 = 1.f - std::pow(a.beta1, static_cast<float>(a.step));
+  const float correction2 = 1.f - std::pow(a.beta2, static_cast<float>(a.step));
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = grad[i] * a.grad_scale;
+    m[i] = a.beta1 * m[i] + (1.f - a.beta1) * g;
+    v[i] = a.beta2 * v[i] + (1.f - a.beta2) * g * g;
+    const float update = (m[i] / correction1) / (std::sqrt(v[i] / correction2) + a.eps);
+    const float wd = decay ? decay[i] * a.weight_decay : a.weight_decay;
+    master[i] -= a.lr * (update + wd * master[i]);
+    if (working) store(working, working_dtype, i, master[i]);
+  }
+}
+
+bool unscale_reference(const std::vector<TensorSpan>& tensors, float inv_scale) {
+  bool found = false;
+  for (const TensorSpan& t : tensors)
+    for (int64_t i = 0; i < t.n; ++i) {
+      t.data[i] *= inv_scale;
+      if (!std::isfinite(t.data[i])) found = true;
+    }
+  return found;
+}
+
+double square_sum_reference(const std::vector<TensorSpan>& tensors) {
+  double sum = 0;
+  for (const TensorSpan& t : tensors)
+    for (int64_t i = 0; i < t.n; ++i) sum += static_cast<double>(t.data[i]) * t.data[i];
+  return sum;
+}
+
+void ce_forward_partial_reference(const void* logits, DType dtype, int64_t tokens, int64_t vocab_local,
+                                  const int64_t* targets, int64_t vocab_start, float* local_max,
+                                  float* local_sum_exp, float* target_logit) {
+  for (int64_t t = 0; t < tokens; ++t) {
+    float best = -std::numeric_limits<float>::infinity(), sum = 0;
+    for (int64_t j = 0; j < vocab_local; ++j) {  // online softmax: rescale the sum when the max grows
+      const float x = load(logits, dtype, t * vocab_local + j);
+      if (x > best) {
+        sum = sum * std::exp(best - x) + 1.f;
+        best = x;
+      } else {
+        sum += std::exp(x - best);
+      }
+    }
+    local_max[t] = best;
+    local_sum_exp[t] = sum;
+    const int64_t local = targets[t] - vocab_start;
+    target_logit[t] = local >= 0 && local < vocab_local ? load(logits, dtype, t * vocab_local + local) : 0.f;
+  }
+}
+
+void ce_rescale_reference(const float* local_max, const float* local_sum_exp, const float* global_max,
+                          int64_t tokens, float* sum_exp) {
+  for (int64_t t = 0; t < tokens; ++t) sum_exp[t] = local_sum_exp[t] * std::exp(local_max[t] - global_max[t]);
+}
+
+void ce_loss_reference(const float* global_max, const float* sum_exp, const float* target_logit, int64_t tokens,
+                       float* loss) {
+  for (int64_t t = 0; t < tokens; ++t) loss[t] = std::log(sum_exp[t]) + global_max[t] - target_logit[t];
+}
+
+void ce_backward_reference(const void* logits, DType dtype, int64_t tokens, int64_t vocab_local,
+                           const int64_t* targets, int64_t vocab_start, const float* global_max,
+                           const float* sum_exp, const float* grad_loss, void* dlogits) {
+  for (int64_t t = 0; t < tokens; ++t) {
+    const int64_t local = targets[t] - vocab_start;
+    for (int64_t j = 0; j < vocab_local; ++j) {
+      const int64_t i = t * vocab_local + j;
+      const float p = std::exp(load(logits, dtype, i) - global_max[t]) / sum_exp[t];
+      store(dlogits, dtype, i, (p - (j == local ? 1.f : 0.f)) * grad_loss[t]);
+    }
+  }
+}
+
+}  // namespace sextant::kernels

@@ -1,0 +1,72 @@
+// CPU references of the CUDA kernels in kernels.h: the same math, element by element, in
+// plain C++ on host buffers. The GPU tests hold each kernel to its reference; the CPU
+// executor's mixed-precision path uses the same functions, so CI exercises them.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace sextant::kernels {
+
+enum class DType { fp32, bf16, fp16 };
+
+// Round-to-nearest-even conversions between fp32 and the 16-bit formats, with inf and NaN
+// preserved; fp16 overflow gives inf, underflow gives subnormals then zero.
+uint16_t float_to_bf16(float x);
+float bf16_to_float(uint16_t x);
+uint16_t float_to_fp16(float x);
+float fp16_to_float(uint16_t x);
+
+// dst[i] = src[i] converted; `src`/`dst` hold elements of their dtype (float or uint16_t).
+void cast_reference(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n);
+
+struct AdamWArgs {
+  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.f;
+  float grad_scale = 1.f;  // applied to every gradient first: 1/loss_scale × clip coefficient
+  int64_t step = 1;        // 1-based, for bias correction
+};
+
+// One AdamW step on fp32 master weights, in place, with decoupled weight decay:
+//   g = grad·grad_scale;  m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²
+//   master -= lr·(m/(1-β1^t) / (sqrt(v/(1-β2^t)) + eps) + weight_decay·master)
+// `decay` (optional, may be null) holds a 0/1 weight-decay mask per element. `working`
+// (optional) receives master in `working_dtype` (the bf16/fp16 copy the model computes with).
+void adamw_reference(float* master, float* m, float* v, const float* grad, const float* decay, int64_t n,
+                     const AdamWArgs& args, void* working, DType working_dtype);
+
+// A list of fp32 buffers, for the multi-tensor kernels.
+struct TensorSpan {
+  float* data = nullptr;
+  int64_t n = 0;
+};
+
+// Multiplies every element by `inv_scale`, in place; returns true if any element was
+// inf or NaN (before or after scaling).
+bool unscale_reference(const std::vector<TensorSpan>& tensors, float inv_scale);
+
+// Σ x² over every element of every tensor, accumulated in double.
+double square_sum_reference(const std::vector<TensorSpan>& tensors);
+
+// Softmax cross-entropy over a vocab-parallel shard, in one pass over the logits. Each
+// rank holds logits[t, vocab_start : vocab_start + vocab_local] ([tokens, vocab_local],
+// row-major, `dtype`; math in fp32) and computes per row, with an online softmax:
+//   local_max[t], local_sum_exp[t] = Σ_j exp(x[t,j] - local_max[t]),
+//   target_logit[t] = x[t, y_t] if y_t falls in this shard, else 0.
+// Across the tp group: global_max = all-reduce max of local_max; then
+//   sum_exp[t] = local_sum_exp[t]·exp(local_max[t] - global_max[t])   (ce_rescale)
+// all-reduced by sum with target_logit; then
+//   loss[t] = log(sum_exp[t]) + global_max[t] - target_logit[t]
+//   dx[t, j] = (exp(x[t,j] - global_max[t]) / sum_exp[t] - [j == y_t]) · grad_loss[t]
+void ce_forward_partial_reference(const void* logits, DType dtype, int64_t tokens, int64_t vocab_local,
+                                  const int64_t* targets, int64_t vocab_start, float* local_max,
+                                  float* local_sum_exp, float* target_logit);
+void ce_rescale_reference(const float* local_max, const float* local_sum_exp, const float* global_max,
+                          int64_t tokens, float* sum_exp);
+void ce_loss_reference(const float* global_max, const float* sum_exp, const float* target_logit, int64_t tokens,
+                       float* loss);
+// `dlogits` has the logits' dtype and shape.
+void ce_backward_reference(const void* logits, DType dtype, int64_t tokens, int64_t vocab_local,
+                           const int64_t* targets, int64_t vocab_start, const float* global_max,
+                           const float* sum_exp, const float* grad_loss, void* dlogits);
+
+}  // namespace sextant::kernels
