@@ -90,7 +90,7 @@ void run_compare(const CompareOptions& o, std::ostream& out) {
                    {"profile", r.profile.empty() ? nlohmann::json() : nlohmann::json(r.profile)},
                    {"calibration_features", {{"compute_s", r.features.compute_s}, {"vector_s", r.features.vector_s},
                                              {"comm_s", r.features.comm_s},
-                                             {"microbatch_passes", r.features.microbatch_passes}}},
+                                             {"layer_passes", r.features.layer_passes}}},
                    {"calibrated", calibration ? nlohmann::json({{"calibration", calibration->first.id},
                                                                 {"role", role(r)},
                                                                 {"step_time_s", after(r)},
@@ -166,7 +166,7 @@ void run_calibrate(const CalibrateOptions& o, std::ostream& out) {
   out << "calibration #" << id << " from " << samples.size() << " of " << runs.size() << " runs: GEMM x"
       << std::setprecision(4) << fitted.compute_factor << ", memory-bound x" << fitted.vector_factor
       << ", communication x" << fitted.comm_factor << ", "
-      << fitted.per_microbatch_s * 1e3 << " ms per micro-batch pass\n";
+      << fitted.per_layer_pass_s * 1e3 << " ms per layer per micro-batch\n";
   for (const char* set : {"fit", "held_out"})
     out << std::fixed << std::setprecision(1) << "step time, " << set << " runs (" << summary[set]["runs"]
         << "): mean |error| " << summary[set]["mean_abs_error_pct_before"].get<double>() << "% before, "

@@ -26,6 +26,7 @@ void add_execute_command(CLI::App& app, ExecuteOptions& o) {
   cmd->add_option("--seed", o.seed, "Seed of the parameter initialisation")->capture_default_str();
   cmd->add_option("--lr", o.lr, "AdamW learning rate")->capture_default_str();
   cmd->add_option("--dump-weights", o.dump_weights, "Write the final full weights here (one file per stage)");
+  cmd->add_option("--device", o.device, "auto (a GPU when LibTorch sees one), cpu or cuda")->capture_default_str();
 }
 
 namespace {

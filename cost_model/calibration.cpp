@@ -5,18 +5,17 @@
 
 namespace sextant {
 
-CalibrationFeatures calibration_features(const TimeBreakdown& t, const ParallelLayout& l) {
+CalibrationFeatures calibration_features(const TimeBreakdown& t) {
   const double compute = t.compute_s, comm = t.tp_comm_s + t.pp_p2p_s;
   const double busy = compute + comm;
   const double bubble_share = busy > 0 ? t.bubble_s / busy : 0.0;  // idle time scales with stage time
   return {(compute - t.vector_s) * (1 + bubble_share) + t.optimizer_s + t.offload_s,
-          t.vector_s * (1 + bubble_share), comm * (1 + bubble_share) + t.dp_comm_s,
-          static_cast<double>(l.grad_accum + l.pp - 1)};
+          t.vector_s * (1 + bubble_share), comm * (1 + bubble_share) + t.dp_comm_s, t.layer_passes};
 }
 
 double calibrated_step_s(const CalibrationFeatures& f, const Calibration& c) {
   return c.compute_factor * f.compute_s + c.vector_factor * f.vector_s + c.comm_factor * f.comm_s +
-         c.per_microbatch_s * f.microbatch_passes;
+         c.per_layer_pass_s * f.layer_passes;
 }
 
 Calibration fit_calibration(const std::vector<CalibrationSample>& samples) {
@@ -36,7 +35,7 @@ Calibration fit_calibration(const std::vector<CalibrationSample>& samples) {
     for (size_t i = 0; i < samples.size(); ++i) {
       const CalibrationFeatures& f = samples[i].features;
       const double w = 1.0 / samples[i].measured_step_s;
-      const double all[kFactors] = {f.compute_s, f.vector_s, f.comm_s, f.microbatch_passes};
+      const double all[kFactors] = {f.compute_s, f.vector_s, f.comm_s, f.layer_passes};
       double rhs = 1.0;  // w · measured
       for (int j = 0; j < kFactors; ++j)
         if (!free[static_cast<size_t>(j)]) rhs -= w * held[j] * all[j];
@@ -60,13 +59,13 @@ Calibration fit_calibration(const std::vector<CalibrationSample>& samples) {
   c.compute_factor = x(0);
   c.vector_factor = x(1);
   c.comm_factor = x(2);
-  c.per_microbatch_s = x(3);
+  c.per_layer_pass_s = x(3);
   return c;
 }
 
 nlohmann::json calibration_to_json(const Calibration& c) {
   return {{"compute_factor", c.compute_factor}, {"vector_factor", c.vector_factor}, {"comm_factor", c.comm_factor},
-          {"per_microbatch_s", c.per_microbatch_s}};
+          {"per_layer_pass_s", c.per_layer_pass_s}};
 }
 
 Calibration calibration_from_json(const nlohmann::json& j, int64_t id) {
@@ -75,7 +74,7 @@ Calibration calibration_from_json(const nlohmann::json& j, int64_t id) {
   c.compute_factor = j.at("compute_factor").get<double>();
   c.vector_factor = j.at("vector_factor").get<double>();
   c.comm_factor = j.at("comm_factor").get<double>();
-  c.per_microbatch_s = j.at("per_microbatch_s").get<double>();
+  c.per_layer_pass_s = j.value("per_layer_pass_s", 0.0);
   return c;
 }
 

@@ -9,7 +9,7 @@ struct Calibration {
   int64_t id = 0;  // 0: none
   double compute_factor = 1;  // GEMMs (and the optimizer step)
   double vector_factor = 1;   // memory-bound work: norms, activations, softmax, residuals
-  double comm_factor = 1, per_microbatch_s = 0;
+  double comm_factor = 1, per_layer_pass_s = 0;
 };
 
 }  // namespace sextant

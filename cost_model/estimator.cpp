@@ -166,6 +166,11 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
   t.tp_comm_s = m * slowest->tp_comm_s;
   t.pp_p2p_s = m * slowest->p2p_s;
   t.bubble_s = pipeline_s - m * max_s;
+  const double stage_layers = static_cast<double>(slowest->blocks + (slowest->has_embedding ? 1 : 0) +
+                                                 (slowest->has_head ? 1 : 0));
+  const double passes = l.vpp == 1 ? m + static_cast<double>(l.pp - 1)
+                                   : m + static_cast<double>(l.pp - 1) / static_cast<double>(l.vpp);
+  t.layer_passes = passes * stage_layers;
 
   // Data parallel, per stage (stages run their reductions at the same time).
   for (int64_t i : table.distinct_stages) {
@@ -207,7 +212,7 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
     t.offload_s = std::max(t.offload_s, offload_s);
   }
   t.step_s = pipeline_s + t.dp_comm_s + t.optimizer_s + t.offload_s;
-  if (job.calibration.id > 0) t.step_s = calibrated_step_s(calibration_features(t, l), job.calibration);
+  if (job.calibration.id > 0) t.step_s = calibrated_step_s(calibration_features(t), job.calibration);
 
   // Throughput and FLOP rates.
   const double tokens = static_cast<double>(l.global_batch() * model.seq_len);
@@ -241,7 +246,7 @@ nlohmann::json prediction_to_json(const Prediction& p) {
           {"hardware_tflops_per_gpu", p.hardware_tflops_per_gpu},
           {"mfu", p.mfu},
           {"hfu", p.hfu},
-          {"time", {{"compute_s", t.compute_s}, {"vector_s", t.vector_s}, {"tp_comm_s", t.tp_comm_s},
+          {"time", {{"compute_s", t.compute_s}, {"vector_s", t.vector_s}, {"layer_passes", t.layer_passes}, {"tp_comm_s", t.tp_comm_s},
                     {"pp_p2p_s", t.pp_p2p_s}, {"bubble_s", t.bubble_s},
                     {"dp_comm_exposed_s", t.dp_comm_s}, {"optimizer_s", t.optimizer_s},
                     {"offload_s", t.offload_s}}},

@@ -319,7 +319,8 @@ std::vector<RunComparison> Store::compare_runs() const {
     time.dp_comm_s = t.at("dp_comm_exposed_s");
     time.optimizer_s = t.at("optimizer_s");
     time.offload_s = t.at("offload_s");
-    c.features = calibration_features(time, layout_from_json(plan.at("layout"), "run plan"));
+    time.layer_passes = t.value("layer_passes", 0.0);
+    c.features = calibration_features(time);
     SQLite::Statement steps(*db_, "SELECT step_time_s, peak_bytes, loss FROM run_steps WHERE run_id = ? ORDER BY step");
     steps.bind(1, c.run_id);
     std::vector<double> times;

@@ -8,6 +8,10 @@
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
+#ifdef SEXTANT_TORCH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+#include <stdexcept>
 
 namespace sextant {
 namespace {
@@ -49,5 +53,24 @@ void install_counting_allocator() {
 size_t counted_current_bytes() { return g_current.load(); }
 size_t counted_peak_bytes() { return g_peak.load(); }
 void reset_counted_peak() { g_peak.store(g_current.load()); }
+
+size_t peak_bytes(int device_index) {
+  if (device_index < 0) return counted_peak_bytes();
+#ifdef SEXTANT_TORCH_CUDA
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device_index));
+  return static_cast<size_t>(stats.allocated_bytes[0].peak);  // [0]: all pools together
+#else
+  throw std::runtime_error("peak_bytes: this build's LibTorch has no CUDA");
+#endif
+}
+
+void reset_peak(int device_index) {
+  if (device_index < 0) return reset_counted_peak();
+#ifdef SEXTANT_TORCH_CUDA
+  c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device_index));
+#else
+  throw std::runtime_error("reset_peak: this build's LibTorch has no CUDA");
+#endif
+}
 
 }  // namespace sextant

@@ -12,4 +12,9 @@ size_t counted_current_bytes();
 size_t counted_peak_bytes();
 void reset_counted_peak();  // peak := current
 
+// Peak tensor bytes since the last reset on `device_index` (-1: the CPU, counted above;
+// otherwise that GPU, from LibTorch's CUDA caching allocator: allocated, not reserved).
+size_t peak_bytes(int device_index);
+void reset_peak(int device_index);
+
 }  // namespace sextant

@@ -3,6 +3,8 @@
 // of its input features.
 #include "executor/model.h"
 
+#include <torch/version.h>
+
 #include <cmath>
 
 #include "executor/layer_function.h"
@@ -79,14 +81,14 @@ torch::Tensor rotary(const torch::Tensor& x, const ModelSpec& m) {
   const int64_t d = x.size(3), s = x.size(0);
   const int64_t rot = static_cast<int64_t>(std::floor(static_cast<double>(d) * m.rotary_pct / 2)) * 2;
   if (rot == 0) return x;
-  auto opts = x.options();
+  auto opts = x.options().dtype(torch::kFloat);  // positions and angles in fp32 (bf16 cannot count past 256)
   torch::Tensor inv_freq = torch::pow(m.rope_theta, -torch::arange(0, rot, 2, opts) / static_cast<double>(rot));
   torch::Tensor angles = torch::outer(torch::arange(s, opts), inv_freq);
   torch::Tensor cos = torch::cat({angles, angles}, -1).cos().view({s, 1, 1, rot});
   torch::Tensor sin = torch::cat({angles, angles}, -1).sin().view({s, 1, 1, rot});
   torch::Tensor xr = x.narrow(3, 0, rot);
   torch::Tensor half = torch::cat({-xr.narrow(3, rot / 2, rot / 2), xr.narrow(3, 0, rot / 2)}, -1);
-  torch::Tensor rotated = xr * cos + half * sin;
+  torch::Tensor rotated = (xr * cos + half * sin).to(x.scalar_type());
   return rot == d ? rotated : torch::cat({rotated, x.narrow(3, rot, d - rot)}, -1);
 }
 
@@ -97,10 +99,15 @@ torch::Tensor attention_core(const torch::Tensor& q, const torch::Tensor& k, con
   torch::Tensor qh = q.permute({1, 2, 0, 3});
   torch::Tensor kh = k.permute({1, 2, 0, 3}).repeat_interleave(group, 1);
   torch::Tensor vh = v.permute({1, 2, 0, 3}).repeat_interleave(group, 1);
+#if TORCH_VERSION_MAJOR >= 2
+  // LibTorch 2.x: the fused kernel (flash or memory-efficient attention on a GPU).
+  torch::Tensor context = at::scaled_dot_product_attention(qh, kh, vh, {}, 0.0, /*is_causal=*/true);
+#else
   torch::Tensor scores = torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(d));
   torch::Tensor mask = torch::ones({s, s}, q.options().dtype(torch::kBool)).triu(1);
   scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
   torch::Tensor context = torch::matmul(torch::softmax(scores, -1, torch::kFloat).to(vh.scalar_type()), vh);
+#endif
   return context.permute({2, 0, 1, 3}).reshape({s, b, hq * d});
 }
 

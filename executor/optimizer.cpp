@@ -4,11 +4,15 @@
 #include <cmath>
 
 #include "kernels/reference.h"
+#ifdef SEXTANT_HAVE_CUDA
+#include "kernels/kernels.h"
+#endif
 
 namespace sextant {
 
 ParamGroup::ParamGroup(std::vector<ParamSpec> specs, const std::vector<torch::Tensor>& values,
-                       bool tp_replicated, bool tied_copy, Comm& dp, int zero, torch::ScalarType working_dtype)
+                       bool tp_replicated, bool tied_copy, Comm& dp, int zero, torch::ScalarType working_dtype,
+                       torch::Device device)
     : specs_(std::move(specs)), tp_replicated_(tp_replicated), tied_copy_(tied_copy), dp_(dp), zero_(zero),
       working_dtype_(working_dtype) {
   for (const torch::Tensor& v : values) {
@@ -25,12 +29,13 @@ ParamGroup::ParamGroup(std::vector<ParamSpec> specs, const std::vector<torch::Te
     if (specs_[i].decay) decay.narrow(0, offset, values[i].numel()).fill_(1.0);
     offset += values[i].numel();
   }
+  full = full.to(device);
   const int64_t part = zero_ == 0 ? padded_ : padded_ / dp_size;
   const int64_t begin = zero_ == 0 ? 0 : dp_.rank() * part;
-  decay_ = decay.narrow(0, begin, part).clone();
-  grad_ = torch::zeros({part});
-  m_ = torch::zeros({part});
-  v_ = torch::zeros({part});
+  decay_ = decay.narrow(0, begin, part).to(device).clone();
+  grad_ = torch::zeros({part}, full.options());
+  m_ = torch::zeros({part}, full.options());
+  v_ = torch::zeros({part}, full.options());
   for (size_t i = 0; i < values.size(); ++i) params_.push_back(torch::empty({0}).requires_grad_(true));
   if (zero_ == 3) {
     shard_ = full.narrow(0, begin, part).clone();  // the rest is dropped
@@ -40,7 +45,7 @@ ParamGroup::ParamGroup(std::vector<ParamSpec> specs, const std::vector<torch::Te
     working_ = mixed() ? flat_.to(working_dtype_) : flat_;
     point_params_at(working_);
   }
-  if (mixed() && zero_ < 2) accum_ = torch::zeros({padded_});
+  if (mixed() && zero_ < 2) accum_ = torch::zeros({padded_}, full.options());
 }
 
 namespace {
@@ -74,7 +79,7 @@ void ParamGroup::point_params_at(const torch::Tensor& flat) {
 }
 
 torch::Tensor ParamGroup::flat_grads_of_params() const {
-  torch::Tensor flat = torch::zeros({padded_});
+  torch::Tensor flat = torch::zeros({padded_}, grad_.options());
   int64_t offset = 0;
   for (const torch::Tensor& p : params_) {
     const int64_t n = p.numel();
@@ -86,7 +91,7 @@ torch::Tensor ParamGroup::flat_grads_of_params() const {
 
 void ParamGroup::before_use() {
   if (zero_ != 3) return;
-  torch::Tensor full = torch::empty({padded_}, torch::TensorOptions().dtype(working_dtype_));
+  torch::Tensor full = torch::empty({padded_}, shard_.options().dtype(working_dtype_));
   dp_.all_gather(shard_.to(working_dtype_).contiguous(), full);
   point_params_at(full);
 }
@@ -104,15 +109,22 @@ void ParamGroup::after_backward() {
     }
     return;
   }
+  // Started here, finished in finish_gradients: on NCCL the reduction of this layer's
+  // gradients overlaps the backward of the layers before it.
   torch::Tensor reduced = torch::empty_like(grad_);
-  dp_.reduce_scatter(flat_grads_of_params(), reduced);
-  grad_ += reduced;
+  dp_.reduce_scatter_async(flat_grads_of_params(), reduced);
+  pending_.push_back(reduced);
   for (torch::Tensor& p : params_) p.mutable_grad() = torch::Tensor();
   after_use();
 }
 
 void ParamGroup::finish_gradients() {
-  if (zero_ >= 2) return;  // already reduced layer by layer
+  if (zero_ >= 2) {  // reduced layer by layer; wait for the last ones and sum micro-batches
+    dp_.wait_async();
+    for (const torch::Tensor& reduced : pending_) grad_ += reduced;
+    pending_.clear();
+    return;
+  }
   torch::Tensor flat = flat_grads_of_params();  // what no after_backward has moved yet
   if (accum_.defined()) {
     flat += accum_;
@@ -130,6 +142,13 @@ void ParamGroup::finish_gradients() {
 double ParamGroup::grad_square_sum(bool count_replicated_here) const {
   if (tied_copy_ || (tp_replicated_ && !count_replicated_here)) return 0.0;
   if (zero_ == 0 && dp_.rank() != 0) return 0.0;  // every dp rank holds the same sum
+#ifdef SEXTANT_HAVE_CUDA
+  if (grad_.is_cuda()) {
+    torch::Tensor sum = torch::zeros({1}, grad_.options().dtype(torch::kDouble));
+    kernels::square_sum({{grad_.data_ptr<float>(), grad_.numel()}}, sum.data_ptr<double>(), /*stream=*/nullptr);
+    return sum.item<double>();
+  }
+#endif
   return grad_.pow(2).sum().item<double>();
 }
 
@@ -146,9 +165,19 @@ void ParamGroup::step(const AdamConfig& c, double clip_coef, int64_t step) {
   // ZeRO-0 writes the whole working copy here; ZeRO-1/2 write their shard of it, then gather.
   torch::Tensor working_out;
   if (mixed() && zero_ < 3) working_out = zero_ == 0 ? working_ : torch::empty({shard_.numel()}, working_.options());
-  kernels::adamw_reference(shard_.data_ptr<float>(), m_.data_ptr<float>(), v_.data_ptr<float>(),
-                           grad_.data_ptr<float>(), decay_.data_ptr<float>(), shard_.numel(), args,
-                           working_out.defined() ? working_out.data_ptr() : nullptr, kernel_dtype(working_dtype_));
+  float* grad = grad_.data_ptr<float>();
+  void* working = working_out.defined() ? working_out.data_ptr() : nullptr;
+  if (shard_.is_cuda()) {
+#ifdef SEXTANT_HAVE_CUDA
+    kernels::adamw(shard_.data_ptr<float>(), m_.data_ptr<float>(), v_.data_ptr<float>(), grad, decay_.data_ptr<float>(),
+                   shard_.numel(), args, working, kernel_dtype(working_dtype_), /*stream=*/nullptr);
+#else
+    throw std::runtime_error("ParamGroup: parameters on a GPU but this build has no CUDA kernels");
+#endif
+  } else {
+    kernels::adamw_reference(shard_.data_ptr<float>(), m_.data_ptr<float>(), v_.data_ptr<float>(), grad,
+                             decay_.data_ptr<float>(), shard_.numel(), args, working, kernel_dtype(working_dtype_));
+  }
   grad_.zero_();
   if (zero_ == 1 || zero_ == 2) {
     torch::Tensor mine = working_out.defined() ? working_out : shard_.clone();  // MPI forbids aliasing
@@ -178,9 +207,10 @@ void ParamGroup::load_state(const std::vector<std::pair<std::string, torch::Tens
 std::vector<torch::Tensor> ParamGroup::full_values() {
   torch::Tensor full = flat_;
   if (zero_ == 3 || (zero_ > 0 && mixed())) {  // the master values live in the shards
-    full = torch::empty({padded_});
+    full = torch::empty({padded_}, shard_.options());
     dp_.all_gather(shard_.clone(), full);
   }
+  full = full.to(torch::kCPU);
   std::vector<torch::Tensor> out;
   int64_t offset = 0;
   for (const auto& shape : local_shapes_) {

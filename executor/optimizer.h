@@ -40,7 +40,8 @@ class ParamGroup final : public ShardedParams {
  public:
   // `values` are this rank's tp slices of `specs`, in order.
   ParamGroup(std::vector<ParamSpec> specs, const std::vector<torch::Tensor>& values, bool tp_replicated,
-             bool tied_copy, Comm& dp, int zero, torch::ScalarType working_dtype = torch::kFloat);
+             bool tied_copy, Comm& dp, int zero, torch::ScalarType working_dtype = torch::kFloat,
+             torch::Device device = torch::kCPU);
 
   const std::vector<ParamSpec>& specs() const { return specs_; }
   const std::vector<torch::Tensor>& params() const { return params_; }  // autograd leaves
@@ -63,11 +64,12 @@ class ParamGroup final : public ShardedParams {
   void step(const AdamConfig& config, double clip_coef, int64_t step);
   // Drops the reduced gradients without updating anything (a step skipped on overflow).
   void skip_step() { grad_.zero_(); }
-  // Checkpoint state: owned parameters, m and v, under names unique on this rank.
+  // Checkpoint state: owned parameters, m and v, under names unique on this rank (on the
+  // group's device).
   std::vector<std::pair<std::string, torch::Tensor>> state() const;
   // Restores state() (same layout); ZeRO-1/2 all-gather the parameters again.
   void load_state(const std::vector<std::pair<std::string, torch::Tensor>>& state);
-  // Full (dp-gathered) values of the parameters, for reports and comparisons.
+  // Full (dp-gathered) values of the parameters, on the CPU, for reports and comparisons.
   std::vector<torch::Tensor> full_values();
 
  private:
@@ -88,6 +90,7 @@ class ParamGroup final : public ShardedParams {
   torch::Tensor shard_;    // the owned master elements (a view of flat_ for ZeRO 0-2)
   torch::Tensor working_;  // ZeRO 0-2: what the parameters view (flat_ itself in fp32)
   torch::Tensor accum_;    // 16-bit ZeRO 0-1: fp32 gradient sum over micro-batches
+  std::vector<torch::Tensor> pending_;  // ZeRO 2-3: reduce-scatters started, not yet summed
   torch::Tensor grad_, m_, v_, decay_;
 };
 

@@ -9,8 +9,8 @@
 namespace sextant {
 
 Stage::Stage(const ModelSpec& model, const ParallelLayout& layout, const std::vector<ChunkSpec>& partition,
-             CommGroups& comm, uint64_t seed, torch::ScalarType working_dtype)
-    : model_(model), layout_(layout), comm_(comm), dtype_(working_dtype), seed_(seed) {
+             CommGroups& comm, uint64_t seed, torch::ScalarType working_dtype, torch::Device device)
+    : model_(model), layout_(layout), comm_(comm), dtype_(working_dtype), device_(device), seed_(seed) {
   ctx_ = ModelContext{&model_, comm_.tp.get(), layout.sequence_parallel, layout.recompute == Recompute::selective};
   for (const ChunkSpec& spec : partition) {
     if (spec.stage != comm_.coord.pp) continue;
@@ -40,7 +40,7 @@ std::vector<ParamGroup*> Stage::make_groups(LayerKind kind, int64_t index) {
     if (part.empty()) continue;
     const bool holds_embedding = part.front().name == "embed.weight";
     groups_.push_back(std::make_unique<ParamGroup>(part, values, replicated, tied_copy && holds_embedding,
-                                                   *comm_.dp, layout_.zero, dtype_));
+                                                   *comm_.dp, layout_.zero, dtype_, device_));
     ParamGroup* g = groups_.back().get();
     for (size_t i = 0; i < part.size(); ++i) params_[part[i].name] = g->params()[i];
     if (holds_embedding && model_.tied_embeddings && layout_.pp > 1) tied_groups_.push_back(g);
@@ -99,7 +99,7 @@ double Stage::run_schedule(const torch::Tensor& tokens, double loss_scale) {
       if (chunk.spec.embedding) {
         slot.input = sample.narrow(1, 0, seq);
       } else {
-        slot.input = torch::empty(activation_shape, torch::TensorOptions().dtype(dtype_));
+        slot.input = torch::empty(activation_shape, torch::TensorOptions().dtype(dtype_).device(device_));
         link.recv(slot.input, static_cast<int>((g - 1) % pp), tag(op.micro_batch, g, 0));
         slot.input.requires_grad_(true);
       }
@@ -114,7 +114,7 @@ double Stage::run_schedule(const torch::Tensor& tokens, double loss_scale) {
       if (chunk.spec.head) {
         torch::autograd::backward({slot.output});
       } else {
-        torch::Tensor grad = torch::empty(activation_shape, torch::TensorOptions().dtype(dtype_));
+        torch::Tensor grad = torch::empty(activation_shape, torch::TensorOptions().dtype(dtype_).device(device_));
         link.recv(grad, static_cast<int>((g + 1) % pp), tag(op.micro_batch, g, 1));
         torch::autograd::backward({slot.output}, {grad});
       }

@@ -28,7 +28,8 @@ struct ChunkSpec {
 class Stage {
  public:
   Stage(const ModelSpec& model, const ParallelLayout& layout, const std::vector<ChunkSpec>& partition,
-        CommGroups& groups, uint64_t seed, torch::ScalarType working_dtype = torch::kFloat);
+        CommGroups& groups, uint64_t seed, torch::ScalarType working_dtype = torch::kFloat,
+        torch::Device device = torch::kCPU);
 
   // Forward and backward of every micro-batch of one step. tokens: [m, b, s + 1] for this
   // dp rank. Each micro-batch's summed token loss is scaled by loss_scale before backward.
@@ -57,6 +58,7 @@ class Stage {
   ParallelLayout layout_;
   CommGroups& comm_;
   torch::ScalarType dtype_;  // what the model computes in: fp32, or the bf16/fp16 working copy
+  torch::Device device_;
   uint64_t seed_;
   ModelContext ctx_;
   std::vector<Chunk> chunks_;  // by virtual stage

@@ -11,6 +11,9 @@
 #include <unistd.h>
 
 #include "cost_model/collective.h"
+#ifdef SEXTANT_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
 
 namespace sextant {
 namespace {
@@ -48,6 +51,15 @@ std::string cpu_model() {
   return "unknown";
 }
 
+std::string device_name() {
+  if (!torch::cuda::is_available()) return "cpu";
+#ifdef SEXTANT_HAVE_CUDA
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) return std::string("cuda: ") + prop.name;
+#endif
+  return "cuda";
+}
+
 nlohmann::json machine_info(Comm& world) {
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
@@ -60,22 +72,33 @@ nlohmann::json machine_info(Comm& world) {
   char date[32];
   std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
   return {{"machine", {{"hostname", host}, {"cpu", cpu_model()}, {"cores", std::thread::hardware_concurrency()},
-                       {"device", torch::cuda::is_available() ? "cuda" : "cpu"}}},
+                       {"device", device_name()}}},
           {"libraries", {{"torch", TORCH_VERSION}, {"mpi", mpi_version}}},
           {"date", date},
           {"ranks", world.size()}};
 }
 
-nlohmann::json measure_gemms(const ProfileOptions& o, std::ostream& progress, bool report) {
+// Work on a GPU is timed to its completion.
+void sync(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
+nlohmann::json measure_gemms(const ProfileOptions& o, const torch::Device& device, std::ostream& progress,
+                             bool report) {
   nlohmann::json out = nlohmann::json::array();
-  const std::vector<int64_t> sizes = o.quick ? std::vector<int64_t>{64, 256} : std::vector<int64_t>{64, 256, 1024, 2048};
+  std::vector<int64_t> sizes = o.quick ? std::vector<int64_t>{64, 256} : std::vector<int64_t>{64, 256, 1024, 2048};
+  if (device.is_cuda() && !o.quick) sizes = {256, 1024, 4096, 8192};
   for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
     if (o.quick && dtype != torch::kFloat) continue;
     for (int64_t m : sizes)
       for (int64_t n : sizes)
         for (int64_t k : sizes) {
-          torch::Tensor a = torch::randn({m, k}).to(dtype), b = torch::randn({k, n}).to(dtype);
-          const double t = median_s([&] { torch::mm(a, b); }, 0.05, 20);
+          const auto options = torch::TensorOptions().dtype(dtype).device(device);
+          torch::Tensor a = torch::randn({m, k}, options), b = torch::randn({k, n}, options);
+          const double t = median_s([&] {
+            torch::mm(a, b);
+            sync(device);
+          }, 0.05, 20);
           const double flops_per_s = 2.0 * m * n * k / t;
           out.push_back({{"dtype", dtype == torch::kFloat ? "fp32" : "bf16"}, {"m", m}, {"n", n}, {"k", k},
                          {"flops_per_s", flops_per_s}});
@@ -87,10 +110,15 @@ nlohmann::json measure_gemms(const ProfileOptions& o, std::ostream& progress, bo
   return out;
 }
 
-double measure_copy_bandwidth(bool quick) {
-  const int64_t n = (quick ? 8 : 64) << 20;  // floats
-  torch::Tensor src = torch::ones({n}), dst = torch::empty({n});
-  const double t = median_s([&] { dst.copy_(src); }, 0.2, 10);
+// Device-to-device copy: bytes read plus bytes written per second.
+double measure_copy_bandwidth(bool quick, const torch::Device& device) {
+  const int64_t n = (quick ? 8 : (device.is_cuda() ? 256 : 64)) << 20;  // floats
+  const auto options = torch::TensorOptions().device(device);
+  torch::Tensor src = torch::ones({n}, options), dst = torch::empty({n}, options);
+  const double t = median_s([&] {
+    dst.copy_(src);
+    sync(device);
+  }, 0.2, 10);
   return 2.0 * static_cast<double>(n) * 4 / t;
 }
 
@@ -166,8 +194,10 @@ nlohmann::json measure_profile(const ProfileOptions& o, Comm& world, std::ostrea
   nlohmann::json profile = machine_info(world);
   profile["name"] = o.name;
   const bool report = world.rank() == 0;
-  profile["gemm"] = measure_gemms(o, progress, report);
-  profile["memory_bandwidth_bytes_per_s"] = measure_copy_bandwidth(o.quick);
+  // A GPU when LibTorch sees one (GEMMs and copies there; collectives stay on MPI).
+  const torch::Device device = torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  profile["gemm"] = measure_gemms(o, device, progress, report);
+  profile["memory_bandwidth_bytes_per_s"] = measure_copy_bandwidth(o.quick, device);
   if (report) progress << "copy bandwidth: " << profile["memory_bandwidth_bytes_per_s"].get<double>() / 1e9 << " GB/s" << std::endl;
   profile["collectives"] = measure_collectives(o, world, progress);
   return profile;

@@ -23,6 +23,12 @@
 #include "executor/counting_allocator.h"
 #include "executor/data.h"
 #include "kernels/reference.h"
+#ifdef SEXTANT_HAVE_CUDA
+#include "kernels/kernels.h"
+#endif
+#ifdef SEXTANT_HAVE_NCCL
+#include "executor/nccl_comm.h"
+#endif
 
 namespace sextant {
 namespace {
@@ -97,7 +103,19 @@ OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& gro
   if (scaler.dynamic()) {  // unscale, and skip everywhere if any rank saw inf or NaN
     std::vector<kernels::TensorSpan> grads;
     for (auto& g : groups) grads.push_back({g->owned_grad().data_ptr<float>(), g->owned_grad().numel()});
-    const bool found = kernels::unscale_reference(grads, static_cast<float>(1.0 / scaler.scale()));
+    const float inv_scale = static_cast<float>(1.0 / scaler.scale());
+    bool found = false;
+    if (!groups.empty() && groups.front()->owned_grad().is_cuda()) {
+#ifdef SEXTANT_HAVE_CUDA
+      torch::Tensor flag = torch::zeros({1}, groups.front()->owned_grad().options().dtype(torch::kInt));
+      kernels::unscale(grads, inv_scale, flag.data_ptr<int>(), /*stream=*/nullptr);
+      found = flag.item<int>() != 0;
+#else
+      throw std::runtime_error("optimizer_step: gradients on a GPU but this build has no CUDA kernels");
+#endif
+    } else {
+      found = kernels::unscale_reference(grads, inv_scale);
+    }
     torch::Tensor any = torch::tensor({found ? 1.0 : 0.0}, torch::kDouble);
     comm.world->all_reduce_max(any);
     out.skipped = any.item<double>() > 0;
@@ -123,21 +141,50 @@ OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& gro
 
 namespace {
 
+// This rank's device: with several GPUs per node, the node-local rank picks one.
+torch::Device pick_device(const std::string& wanted) {
+  if (wanted != "auto" && wanted != "cpu" && wanted != "cuda")
+    throw InputError("--device", wanted, "allowed: auto, cpu, cuda");
+  const bool have_gpu = torch::cuda::is_available();
+  if (wanted == "cuda" && !have_gpu)
+    throw InputError("--device", wanted, "LibTorch sees no CUDA device here (LibTorch " TORCH_VERSION ")");
+  if (wanted == "cpu" || !have_gpu) return torch::kCPU;
+  int local = 0;
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"})
+    if (const char* v = std::getenv(name)) {
+      local = std::atoi(v);
+      break;
+    }
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local % static_cast<int>(torch::cuda::device_count())));
+}
+
+CommGroups make_gpu_comm_groups(const ParallelLayout& layout, int device) {
+#ifdef SEXTANT_HAVE_NCCL
+  return make_nccl_comm_groups(layout, device);
+#else
+  throw InputError("--device", "cuda", "this build has no NCCL backend (NCCL was not found at configure time)");
+#endif
+}
+
 StepStats train_step(Stage& stage, CommGroups& comm, const PlanFile& plan, const TokenSource& source, int64_t step,
-                     const AdamConfig& adam, LossScaler& scaler) {
+                     const AdamConfig& adam, LossScaler& scaler, torch::Device device) {
   const ParallelLayout& l = plan.layout;
   const int64_t batch = plan.job.global_batch, seq = plan.model.seq_len, per_replica = batch / l.dp;
   comm.world->barrier();
-  reset_counted_peak();
+  const int device_index = device.is_cuda() ? device.index() : -1;
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+  reset_peak(device_index);
   const auto start = std::chrono::steady_clock::now();
   torch::Tensor tokens = load_samples(source, step * batch + comm.coord.dp * per_replica, per_replica, seq)
-                             .view({l.grad_accum, l.micro_batch, seq + 1});
+                             .view({l.grad_accum, l.micro_batch, seq + 1})
+                             .to(device);
   const double scale = scaler.scale();
   const double local_loss = stage.run_schedule(tokens, scale / static_cast<double>(batch * seq)) / scale;
   const OptimizerStepResult r = optimizer_step(stage.groups(), stage.tied_groups(), comm, scaler, adam, step, local_loss);
 
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  torch::Tensor maxes = torch::tensor({elapsed, static_cast<double>(counted_peak_bytes())}, torch::kDouble);
+  torch::Tensor maxes = torch::tensor({elapsed, static_cast<double>(peak_bytes(device_index))}, torch::kDouble);
   comm.world->all_reduce_max(maxes);
   return {r.loss, maxes[0].item<double>(), maxes[1].item<double>(), r.grad_norm, r.skipped, scaler.scale()};
 }
@@ -145,7 +192,7 @@ StepStats train_step(Stage& stage, CommGroups& comm, const PlanFile& plan, const
 NamedTensors stage_state(Stage& stage) {
   NamedTensors state;
   for (auto& g : stage.groups())
-    for (auto& named : g->state()) state.push_back(named);
+    for (auto& named : g->state()) state.push_back({named.first, named.second.to(torch::kCPU)});
   return state;
 }
 
@@ -232,10 +279,11 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
   if (o.resume && o.checkpoint_dir.empty()) throw InputError("--resume", "", "needs --checkpoint-dir");
   auto source = open_token_source(o.data, plan.model.vocab_size, plan.model.seq_len);
 
+  const torch::Device device = pick_device(o.device);
   install_counting_allocator();
   torch::set_num_threads(1);  // one core per rank
-  CommGroups comm = make_comm_groups(l);
-  Stage stage(plan.model, l, plan.partition, comm, o.seed, dtype);
+  CommGroups comm = device.is_cuda() ? make_gpu_comm_groups(l, device.index()) : make_comm_groups(l);
+  Stage stage(plan.model, l, plan.partition, comm, o.seed, dtype, device);
   LossScaler scaler(plan.job.precision == Precision::fp16);
   const nlohmann::json identity = {{"layout", layout_to_json(l)}, {"params", plan.model.total_params()},
                                    {"seq_len", plan.model.seq_len}, {"global_batch", plan.job.global_batch},
@@ -261,7 +309,7 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
                 plan.predicted_step_time_s, plan.predicted_tokens_per_s, plan.predicted_peak_bytes, kCostModelVersion, {}};
   for (int64_t step = first; step < o.steps; ++step) {
     maybe_inject_fault(world_rank, step);
-    const StepStats s = train_step(stage, comm, plan, *source, step, adam, scaler);
+    const StepStats s = train_step(stage, comm, plan, *source, step, adam, scaler, device);
     if (s.skipped && world_rank == 0)
       log << "step " << step << "  skipped: gradients overflowed; loss scale now " << s.loss_scale << std::endl;
     if (!s.skipped && !std::isfinite(s.loss)) throw TrainingError("loss is " + std::to_string(s.loss) + " at step " + std::to_string(step));

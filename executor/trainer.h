@@ -54,6 +54,7 @@ struct ExecuteOptions {
   uint64_t seed = 1234;
   double lr = 1e-3;
   std::string dump_weights;  // folder: full weights per stage after the last step
+  std::string device = "auto";  // auto (a GPU when LibTorch sees one), cpu, cuda
 };
 
 // The working dtype a precision trains in (fp32, bf16, fp16); InputError where this

@@ -30,11 +30,11 @@ TEST(Calibration, LeastSquaresRecoversFactorsAndKeepsThemNonNegative) {
   EXPECT_NEAR(fit.compute_factor, 1.4, 1e-6);
   EXPECT_NEAR(fit.vector_factor, 3.0, 1e-6);
   EXPECT_NEAR(fit.comm_factor, 0.8, 1e-6);
-  EXPECT_NEAR(fit.per_microbatch_s, 0.01, 1e-8);
+  EXPECT_NEAR(fit.per_layer_pass_s, 0.01, 1e-8);
   // Runs that would want a negative overhead: it is held at 0 and the rest refitted.
-  for (CalibrationSample& s : samples) s.measured_step_s -= 0.02 * s.features.microbatch_passes;
+  for (CalibrationSample& s : samples) s.measured_step_s -= 0.02 * s.features.layer_passes;
   const Calibration held = fit_calibration(samples);
-  EXPECT_EQ(held.per_microbatch_s, 0.0);
+  EXPECT_EQ(held.per_layer_pass_s, 0.0);
   EXPECT_GE(held.compute_factor, 0.0);
 }
 
