@@ -49,7 +49,7 @@ double attention_core_fwd_s(const LayerContext& c, const Dims& d, double* vector
   if (!c.flash_attention) {
     const double scores = d.b * heads_per_rank * d.s * d.s;
     const double dropout_bytes = c.model->dropout > 0 ? 2 * d.e + 1 : 0;
-    *vector_s = memory_time_s(*c.device, scores * (2 * d.e + dropout_bytes));
+    *vector_s = vector_time_s(*c.device, scores * (2 * d.e + dropout_bytes));
   }
   return t + *vector_s;
 }
@@ -82,6 +82,11 @@ double gemm_time_s(const DeviceSpec& dev, Precision p, double m, double n, doubl
 double memory_time_s(const DeviceSpec& dev, double bytes) {
   if (dev.measured) return bytes / dev.measured->memory_bw_bytes_per_s();
   return bytes / (dev.memory_bw_bytes_per_s * dev.memory_bw_efficiency);
+}
+
+double vector_time_s(const DeviceSpec& dev, double bytes) {
+  if (dev.measured) return bytes / dev.measured->elementwise_bw_bytes_per_s();
+  return memory_time_s(dev, bytes);
 }
 
 double block_activation_bytes(const LayerContext& c) {
@@ -131,7 +136,7 @@ LayerCost block_cost(const LayerContext& c) {
   if (m.position == PositionKind::rope)
     vector_bytes += 2 * d.T * (d.q + d.kv) / d.t * m.rotary_pct * d.e;
   vector_bytes += d.T * d.f * d.k_moe / d.t * d.e * (m.mlp == MlpKind::swiglu ? 3 : 2);
-  const double vector_s = memory_time_s(dev, vector_bytes);
+  const double vector_s = vector_time_s(dev, vector_bytes);
 
   out.fwd_compute_s = dense_s + core_s + vector_s;
   out.bwd_compute_s = 2 * out.fwd_compute_s;
@@ -192,9 +197,9 @@ LayerCost head_cost(const LayerContext& c) {
   out.fwd_flops = d.T * head_fwd_flops_per_token(m) / d.t;
   // Final norm, output projection, then a vocab-parallel softmax cross-entropy in fp32.
   const double vector_bytes = 2 * d.hs * d.e + d.T * v * (d.e + 4 + 4);
-  out.fwd_compute_s = gemm_time_s(dev, c.precision, d.T, v, d.h) + memory_time_s(dev, vector_bytes);
+  out.fwd_compute_s = gemm_time_s(dev, c.precision, d.T, v, d.h) + vector_time_s(dev, vector_bytes);
   out.bwd_compute_s = 2 * out.fwd_compute_s;
-  out.vector_s = 3 * memory_time_s(dev, vector_bytes);
+  out.vector_s = 3 * vector_time_s(dev, vector_bytes);
   if (c.tp > 1) {
     GroupLinks links = c.tp_links;
     double loss_s = 3 * collective_time_s(Collective::all_reduce, d.T * 4, links);  // max, sum, target

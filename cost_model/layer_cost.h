@@ -48,6 +48,9 @@ double gemm_time_s(const DeviceSpec& device, Precision precision, double m, doub
                    double batch = 1.0);
 // Time of memory-bound work moving `bytes` through device memory.
 double memory_time_s(const DeviceSpec& device, double bytes);
+// Memory-bound layer ops (norms, activations, softmax, residuals): memory_time_s, or the
+// measured profile's elementwise rate when the device has one.
+double vector_time_s(const DeviceSpec& device, double bytes);
 
 LayerCost block_cost(const LayerContext& ctx);
 LayerCost embedding_cost(const LayerContext& ctx);

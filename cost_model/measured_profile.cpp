@@ -57,6 +57,7 @@ MeasuredProfile::MeasuredProfile(const nlohmann::json& json, int64_t id, const s
   JsonFields f(json, where);
   name_ = f.string("name");
   memory_bw_ = f.number("memory_bandwidth_bytes_per_s", 1, 1e16);
+  elementwise_bw_ = json.contains("elementwise_bytes_per_s") ? f.number("elementwise_bytes_per_s", 1, 1e16) : memory_bw_;
   std::map<std::string, std::map<std::tuple<double, double, double>, double>> points;
   for (const nlohmann::json& g : json.at("gemm")) {
     JsonFields p(g, where + ": gemm");

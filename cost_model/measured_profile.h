@@ -28,6 +28,10 @@ class MeasuredProfile {
   // measured grid, clamped at its edges. fp16 uses the bf16 measurements.
   double gemm_flops_per_s(Precision precision, double m, double n, double k) const;
   double memory_bw_bytes_per_s() const { return memory_bw_; }
+  // Bytes/s that a layer's memory-bound ops (norm, activation, softmax, residual add)
+  // achieve: copy bandwidth on a GPU, far less on a CPU core, where they are bound by
+  // arithmetic (tanh, exp). Copy bandwidth when the profile predates the measurement.
+  double elementwise_bw_bytes_per_s() const { return elementwise_bw_; }
   // Fit for a collective over `ranks`, or nullptr when that size was not measured.
   const CollectiveFit* collective(Collective op, int64_t ranks) const;
 
@@ -39,7 +43,7 @@ class MeasuredProfile {
   int64_t id_;
   std::string name_;
   std::map<std::string, Grid> gemm_;  // by dtype name
-  double memory_bw_ = 0;
+  double memory_bw_ = 0, elementwise_bw_ = 0;
   std::map<std::pair<std::string, int64_t>, CollectiveFit> collectives_;
 };
 

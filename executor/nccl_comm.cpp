@@ -93,19 +93,15 @@ bool through_device(torch::Tensor& t, int device, Op&& op) {
   return true;
 }
 
-void NcclComm::all_reduce(torch::Tensor& t) {
-  if (through_device(t, device_, [&](torch::Tensor& d) { all_reduce(d); })) return;
+void NcclComm::all_reduce(torch::Tensor& t) { all_reduce_with(t, ncclSum); }
+
+void NcclComm::all_reduce_max(torch::Tensor& t) { all_reduce_with(t, ncclMax); }
+
+void NcclComm::all_reduce_with(torch::Tensor& t, ncclRedOp_t op) {
+  if (through_device(t, device_, [&](torch::Tensor& d) { all_reduce_with(d, op); })) return;
   require_contiguous(t, "all_reduce");
   comm_waits_for_compute();
-  NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t), ncclSum, comm_, stream_));
-  compute_waits_for_comm();
-}
-
-void NcclComm::all_reduce_max(torch::Tensor& t) {
-  if (through_device(t, device_, [&](torch::Tensor& d) { all_reduce_max(d); })) return;
-  require_contiguous(t, "all_reduce_max");
-  comm_waits_for_compute();
-  NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t), ncclMax, comm_, stream_));
+  NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t), op, comm_, stream_));
   compute_waits_for_comm();
 }
 

@@ -54,6 +54,7 @@ class NcclComm final : public Comm {
   void comm_waits_for_compute();
   void compute_waits_for_comm();
   void issue_pending_sends();  // inside a group
+  void all_reduce_with(torch::Tensor& tensor, ncclRedOp_t op);
 
   ncclComm_t comm_ = nullptr;
   int device_ = 0, rank_ = 0, size_ = 1;

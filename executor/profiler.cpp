@@ -122,6 +122,26 @@ double measure_copy_bandwidth(bool quick, const torch::Device& device) {
   return 2.0 * static_cast<double>(n) * 4 / t;
 }
 
+// A layer's memory-bound ops, forward, on [tokens, hidden] fp32 activations: layer norm,
+// tanh-GELU, SiLU, softmax over the last dimension, residual add. Bytes as the cost model
+// counts them: each op reads and writes its tensor once, the add reads two.
+double measure_elementwise_bandwidth(bool quick, const torch::Device& device) {
+  const int64_t rows = quick ? 256 : 2048, cols = 1024;
+  const auto options = torch::TensorOptions().device(device);
+  torch::Tensor x = torch::randn({rows, cols}, options), y = torch::randn({rows, cols}, options);
+  torch::Tensor w = torch::ones({cols}, options), b = torch::zeros({cols}, options);
+  const double bytes = static_cast<double>(rows * cols) * 4 * (2 + 2 + 2 + 2 + 3);
+  const double t = median_s([&] {
+    torch::layer_norm(x, {cols}, w, b, 1e-5);
+    torch::gelu(x, "tanh");
+    torch::silu(x);
+    torch::softmax(x, -1);
+    torch::add(x, y);
+    sync(device);
+  }, 0.2, 10);
+  return bytes / t;
+}
+
 // One collective at one size on `comm`; returns the slowest rank's time.
 double time_collective(Collective op, int64_t bytes, Comm& comm) {
   const int64_t n = std::max<int64_t>(bytes / 4, comm.size());
@@ -199,6 +219,10 @@ nlohmann::json measure_profile(const ProfileOptions& o, Comm& world, std::ostrea
   profile["gemm"] = measure_gemms(o, device, progress, report);
   profile["memory_bandwidth_bytes_per_s"] = measure_copy_bandwidth(o.quick, device);
   if (report) progress << "copy bandwidth: " << profile["memory_bandwidth_bytes_per_s"].get<double>() / 1e9 << " GB/s" << std::endl;
+  profile["elementwise_bytes_per_s"] = measure_elementwise_bandwidth(o.quick, device);
+  if (report)
+    progress << "memory-bound layer ops: " << profile["elementwise_bytes_per_s"].get<double>() / 1e9 << " GB/s"
+             << std::endl;
   profile["collectives"] = measure_collectives(o, world, progress);
   return profile;
 }

@@ -26,22 +26,23 @@ std::vector<float> conversion_inputs() {
   return x;
 }
 
-TEST(KernelReference, Bf16ConversionMatchesLibTorchBitForBit) {
+// Ours against c10's conversion both ways, bit for bit, then NaN kept.
+template <typename C10Type>
+void expect_conversions_match(uint16_t (*to_bits)(float), float (*from_bits)(uint16_t)) {
   for (float x : conversion_inputs()) {
-    const c10::BFloat16 expected(x);
-    EXPECT_EQ(float_to_bf16(x), expected.x) << x;
-    EXPECT_EQ(bf16_to_float(expected.x), static_cast<float>(expected)) << x;
+    const C10Type expected(x);
+    EXPECT_EQ(to_bits(x), expected.x) << x;
+    EXPECT_EQ(from_bits(expected.x), static_cast<float>(expected)) << x;
   }
-  EXPECT_TRUE(std::isnan(bf16_to_float(float_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
+  EXPECT_TRUE(std::isnan(from_bits(to_bits(std::numeric_limits<float>::quiet_NaN()))));
+}
+
+TEST(KernelReference, Bf16ConversionMatchesLibTorchBitForBit) {
+  expect_conversions_match<c10::BFloat16>(float_to_bf16, bf16_to_float);
 }
 
 TEST(KernelReference, Fp16ConversionMatchesLibTorchBitForBit) {
-  for (float x : conversion_inputs()) {
-    const c10::Half expected(x);
-    EXPECT_EQ(float_to_fp16(x), expected.x) << x;
-    EXPECT_EQ(fp16_to_float(expected.x), static_cast<float>(expected)) << x;
-  }
-  EXPECT_TRUE(std::isnan(fp16_to_float(float_to_fp16(std::numeric_limits<float>::quiet_NaN()))));
+  expect_conversions_match<c10::Half>(float_to_fp16, fp16_to_float);
 }
 
 TEST(KernelReference, CastMatchesTensorTo) {
