@@ -243,6 +243,7 @@ TEST_F(Cli, ProfilePlanCalibrateCompare) {
   const CliRun p = run("profile --name quick --quick");
   ASSERT_EQ(p.status, 0) << p.err;
   EXPECT_NE(p.err.find("gemm fp32"), std::string::npos) << p.err;  // progress
+  EXPECT_NE(p.err.find("memory-bound layer ops"), std::string::npos) << p.err;
   EXPECT_NE(p.out.find("profile \"quick\""), std::string::npos) << p.out;
   const std::string plan = "plan --model " SEXTANT_EXAMPLES "/models/tiny-llama.json --cluster local-cpu --gpus 1 "
                            "--global-batch 4 --seq 16 --precision fp32 --top 1 --profile quick --out plan.json";
@@ -282,6 +283,7 @@ TEST_F(Cli, BadExecuteInput) {
   ASSERT_EQ(run("plan --model " SEXTANT_EXAMPLES "/models/tiny-llama.json --cluster local-cpu --gpus 1 "
                 "--global-batch 4 --seq 16 --precision fp32 --out ok.json --top 1 --db p.db").status, 0);
   refused("execute --plan ok.json --steps 0", "--steps: must be at least 1");
+  refused("execute --plan ok.json --device tpu", "--device: tpu: allowed: auto, cpu, cuda");
   refused("execute --plan ok.json --data " + path("missing.txt"), "--data");
   refused("execute --plan ok.json --resume", "--resume: needs --checkpoint-dir");
   refused("execute --plan ok.json --resume --checkpoint-dir " + path("empty-ckpt"), "no checkpoint here");
