@@ -2,7 +2,7 @@
 # The closed loop on this machine: profile (1 and 2 ranks), plan with the measured
 # profile, execute 12 runs (3 model sizes, 9 layouts), calibrate on every other run,
 # compare (held-out error on the rest). Writes DIR/sextant.db; prints compare's table.
-#   scripts/calibration_loop.sh [DIR]     (about 5 minutes on 2 cores)
+#   scripts/calibration_loop.sh [DIR]     (about 6 minutes on 2 cores)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:-calibration-loop}
