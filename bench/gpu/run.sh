@@ -9,9 +9,17 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cluster=${1:-h100-sxm-80gb}
 out=${OUT:-bench-gpu-out}
 mkdir -p "$out"
+{  # what this machine has: sextant needs MPI, SQLiteCpp, Boost, CLI11, Eigen, nlohmann-json, fmt, GTest
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+  for tool in nvcc mpirun mpicxx cmake g++; do echo "$tool: $(command -v $tool || echo missing)"; done
+  dpkg -l 2>/dev/null | grep -E 'libopenmpi|libsqlitecpp|libboost-graph|libcli11|nlohmann|libeigen3|libgtest|libbenchmark|libnccl' || true
+} >"$out/env.txt" 2>&1
 torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
-cmake -S "$root" -B "$root/build-gpu" -DCMAKE_PREFIX_PATH="$torch_prefix" -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DSEXTANT_BUILD_BENCH=ON -DSEXTANT_BUILD_TESTS=ON >"$out/configure.log" 2>&1
+if ! cmake -S "$root" -B "$root/build-gpu" -DCMAKE_PREFIX_PATH="$torch_prefix" -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DSEXTANT_BUILD_BENCH=ON -DSEXTANT_BUILD_TESTS=ON >"$out/configure.log" 2>&1; then
+  echo "configure failed (what is missing: $out/env.txt):"; tail -20 "$out/configure.log"; exit 1
+fi
 cmake --build "$root/build-gpu" -j"$(nproc)" >"$out/build.log" 2>&1
 s="$root/build-gpu/cli/sextant"
 (cd "$root/build-gpu" && ctest -R 'Kernel|OptimizerStep|LossScaler' --output-on-failure) >"$out/kernel-tests.log" 2>&1
