@@ -57,28 +57,20 @@ MpiComm::~MpiComm() {
   if (comm_ != MPI_COMM_WORLD && comm_ != MPI_COMM_SELF) MPI_Comm_free(&comm_);
 }
 
-void MpiComm::all_reduce(torch::Tensor& t) {
-  require_contiguous_cpu(t, "all_reduce");
-  if (size_ == 1) return;
-  if (is_16bit_float(t)) {
-    torch::Tensor wide = t.to(torch::kFloat);
-    all_reduce(wide);
-    t.copy_(wide);
-    return;
-  }
-  MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), count_of(t), mpi_type(t), MPI_SUM, comm_));
-}
+void MpiComm::all_reduce(torch::Tensor& t) { all_reduce_with(t, MPI_SUM, "all_reduce"); }
 
-void MpiComm::all_reduce_max(torch::Tensor& t) {
-  require_contiguous_cpu(t, "all_reduce_max");
+void MpiComm::all_reduce_max(torch::Tensor& t) { all_reduce_with(t, MPI_MAX, "all_reduce_max"); }
+
+void MpiComm::all_reduce_with(torch::Tensor& t, MPI_Op op, const char* what) {
+  require_contiguous_cpu(t, what);
   if (size_ == 1) return;
   if (is_16bit_float(t)) {
     torch::Tensor wide = t.to(torch::kFloat);
-    all_reduce_max(wide);
+    all_reduce_with(wide, op, what);
     t.copy_(wide);
     return;
   }
-  MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), count_of(t), mpi_type(t), MPI_MAX, comm_));
+  MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), count_of(t), mpi_type(t), op, comm_));
 }
 
 void MpiComm::reduce_scatter(const torch::Tensor& in, torch::Tensor& out) {

@@ -71,6 +71,8 @@ class MpiComm final : public Comm {
   void barrier() override;
 
  private:
+  void all_reduce_with(torch::Tensor& tensor, MPI_Op op, const char* what);
+
   MPI_Comm comm_;
   int rank_ = 0, size_ = 1;
   std::vector<MPI_Request> pending_;
