@@ -51,6 +51,9 @@ class Comm {
     reduce_scatter(input, output);
   }
   virtual void wait_async() {}
+  // True when reduce_scatter_async returns before its result is ready (NCCL), so the
+  // caller must keep the output until wait_async(); false when it completes at once (MPI).
+  virtual bool defers_async() const { return false; }
 };
 
 class MpiComm final : public Comm {

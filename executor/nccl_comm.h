@@ -48,6 +48,7 @@ class NcclComm final : public Comm {
   void barrier() override;
   void reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output) override;
   void wait_async() override;
+  bool defers_async() const override { return true; }
 
  private:
   NcclComm(ncclComm_t comm, int device);

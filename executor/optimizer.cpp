@@ -109,11 +109,14 @@ void ParamGroup::after_backward() {
     }
     return;
   }
-  // Started here, finished in finish_gradients: on NCCL the reduction of this layer's
-  // gradients overlaps the backward of the layers before it.
+  // On NCCL the reduction of this layer's gradients overlaps the backward of the layers
+  // before it and is summed in finish_gradients; on MPI it is done at once.
   torch::Tensor reduced = torch::empty_like(grad_);
   dp_.reduce_scatter_async(flat_grads_of_params(), reduced);
-  pending_.push_back(reduced);
+  if (dp_.defers_async())
+    pending_.push_back(reduced);
+  else
+    grad_ += reduced;
   for (torch::Tensor& p : params_) p.mutable_grad() = torch::Tensor();
   after_use();
 }

@@ -90,7 +90,7 @@ class ParamGroup final : public ShardedParams {
   torch::Tensor shard_;    // the owned master elements (a view of flat_ for ZeRO 0-2)
   torch::Tensor working_;  // ZeRO 0-2: what the parameters view (flat_ itself in fp32)
   torch::Tensor accum_;    // 16-bit ZeRO 0-1: fp32 gradient sum over micro-batches
-  std::vector<torch::Tensor> pending_;  // ZeRO 2-3: reduce-scatters started, not yet summed
+  std::vector<torch::Tensor> pending_;  // ZeRO 2-3 on NCCL: reduce-scatters started, not yet summed
   torch::Tensor grad_, m_, v_, decay_;
 };
 
