@@ -3,10 +3,7 @@
 
 #include <cmath>
 
-#include "kernels/reference.h"
-#ifdef SEXTANT_HAVE_CUDA
-#include "kernels/kernels.h"
-#endif
+#include "executor/tensor_kernels.h"
 
 namespace sextant {
 
@@ -47,14 +44,6 @@ ParamGroup::ParamGroup(std::vector<ParamSpec> specs, const std::vector<torch::Te
   }
   if (mixed() && zero_ < 2) accum_ = torch::zeros({padded_}, full.options());
 }
-
-namespace {
-kernels::DType kernel_dtype(torch::ScalarType t) {
-  if (t == torch::kBFloat16) return kernels::DType::bf16;
-  if (t == torch::kHalf) return kernels::DType::fp16;
-  return kernels::DType::fp32;
-}
-}  // namespace
 
 void ParamGroup::refresh_working_copy() {
   if (zero_ == 3) return;  // gathered (and cast) at each use
@@ -145,14 +134,7 @@ void ParamGroup::finish_gradients() {
 double ParamGroup::grad_square_sum(bool count_replicated_here) const {
   if (tied_copy_ || (tp_replicated_ && !count_replicated_here)) return 0.0;
   if (zero_ == 0 && dp_.rank() != 0) return 0.0;  // every dp rank holds the same sum
-#ifdef SEXTANT_HAVE_CUDA
-  if (grad_.is_cuda()) {
-    torch::Tensor sum = torch::zeros({1}, grad_.options().dtype(torch::kDouble));
-    kernels::square_sum({{grad_.data_ptr<float>(), grad_.numel()}}, sum.data_ptr<double>(), /*stream=*/nullptr);
-    return sum.item<double>();
-  }
-#endif
-  return grad_.pow(2).sum().item<double>();
+  return square_sum(grad_);
 }
 
 void ParamGroup::step(const AdamConfig& c, double clip_coef, int64_t step) {
@@ -168,19 +150,7 @@ void ParamGroup::step(const AdamConfig& c, double clip_coef, int64_t step) {
   // ZeRO-0 writes the whole working copy here; ZeRO-1/2 write their shard of it, then gather.
   torch::Tensor working_out;
   if (mixed() && zero_ < 3) working_out = zero_ == 0 ? working_ : torch::empty({shard_.numel()}, working_.options());
-  float* grad = grad_.data_ptr<float>();
-  void* working = working_out.defined() ? working_out.data_ptr() : nullptr;
-  if (shard_.is_cuda()) {
-#ifdef SEXTANT_HAVE_CUDA
-    kernels::adamw(shard_.data_ptr<float>(), m_.data_ptr<float>(), v_.data_ptr<float>(), grad, decay_.data_ptr<float>(),
-                   shard_.numel(), args, working, kernel_dtype(working_dtype_), /*stream=*/nullptr);
-#else
-    throw std::runtime_error("ParamGroup: parameters on a GPU but this build has no CUDA kernels");
-#endif
-  } else {
-    kernels::adamw_reference(shard_.data_ptr<float>(), m_.data_ptr<float>(), v_.data_ptr<float>(), grad,
-                             decay_.data_ptr<float>(), shard_.numel(), args, working, kernel_dtype(working_dtype_));
-  }
+  adamw_step(shard_, m_, v_, grad_, decay_, args, working_out);
   grad_.zero_();
   if (zero_ == 1 || zero_ == 2) {
     torch::Tensor mine = working_out.defined() ? working_out : shard_.clone();  // MPI forbids aliasing

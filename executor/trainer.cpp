@@ -22,10 +22,7 @@
 #include "executor/checkpoint.h"
 #include "executor/counting_allocator.h"
 #include "executor/data.h"
-#include "kernels/reference.h"
-#ifdef SEXTANT_HAVE_CUDA
-#include "kernels/kernels.h"
-#endif
+#include "executor/tensor_kernels.h"
 #ifdef SEXTANT_HAVE_NCCL
 #include "executor/nccl_comm.h"
 #endif
@@ -101,21 +98,9 @@ OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& gro
 
   OptimizerStepResult out;
   if (scaler.dynamic()) {  // unscale, and skip everywhere if any rank saw inf or NaN
-    std::vector<kernels::TensorSpan> grads;
-    for (auto& g : groups) grads.push_back({g->owned_grad().data_ptr<float>(), g->owned_grad().numel()});
-    const float inv_scale = static_cast<float>(1.0 / scaler.scale());
-    bool found = false;
-    if (!groups.empty() && groups.front()->owned_grad().is_cuda()) {
-#ifdef SEXTANT_HAVE_CUDA
-      torch::Tensor flag = torch::zeros({1}, groups.front()->owned_grad().options().dtype(torch::kInt));
-      kernels::unscale(grads, inv_scale, flag.data_ptr<int>(), /*stream=*/nullptr);
-      found = flag.item<int>() != 0;
-#else
-      throw std::runtime_error("optimizer_step: gradients on a GPU but this build has no CUDA kernels");
-#endif
-    } else {
-      found = kernels::unscale_reference(grads, inv_scale);
-    }
+    std::vector<torch::Tensor> grads;
+    for (auto& g : groups) grads.push_back(g->owned_grad());
+    const bool found = unscale(grads, static_cast<float>(1.0 / scaler.scale()));
     torch::Tensor any = torch::tensor({found ? 1.0 : 0.0}, torch::kDouble);
     comm.world->all_reduce_max(any);
     out.skipped = any.item<double>() > 0;

@@ -1,0 +1,27 @@
+// Our kernels (kernels/) on LibTorch tensors: the CUDA kernel for tensors on a GPU, its
+// CPU reference otherwise. The one place the executor chooses between them. Kernels run
+// on the legacy default stream, the one LibTorch's own ops use unless told otherwise.
+#pragma once
+
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "kernels/reference.h"
+
+namespace sextant {
+
+kernels::DType kernel_dtype(torch::ScalarType type);
+
+// AdamW on contiguous fp32 `master`, `m`, `v`, `grad` and `decay` (0/1 mask), in place;
+// writes the updated master into `working` (bf16/fp16) when it is defined.
+void adamw_step(torch::Tensor& master, torch::Tensor& m, torch::Tensor& v, const torch::Tensor& grad,
+                const torch::Tensor& decay, const kernels::AdamWArgs& args, const torch::Tensor& working);
+
+// Scales every fp32 tensor in place by inv_scale; true if any element is inf or NaN.
+bool unscale(const std::vector<torch::Tensor>& tensors, float inv_scale);
+
+// Σ x² over a contiguous fp32 tensor.
+double square_sum(const torch::Tensor& tensor);
+
+}  // namespace sextant
