@@ -38,7 +38,29 @@ double mean_abs_error(const std::vector<RunComparison>& runs, Predict&& predict,
   return *count ? sum / *count : NAN;
 }
 
-// Before and after calibration, on the fitted runs and on the held-out ones.
+double median_of(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+// Runs of one model with one layout repeat one configuration. Each run gets the index of
+// its configuration, in order of first appearance, so that fitting and judging split by
+// configuration: a held-out run never has a repeat among the fitted ones.
+std::vector<size_t> configuration_of(const std::vector<RunComparison>& runs) {
+  std::vector<std::string> keys;
+  std::vector<size_t> out;
+  for (const RunComparison& r : runs) {
+    const std::string key = r.model_name + "\n" + r.layout;
+    const auto found = std::find(keys.begin(), keys.end(), key);
+    out.push_back(static_cast<size_t>(found - keys.begin()));
+    if (found == keys.end()) keys.push_back(key);
+  }
+  return out;
+}
+
+// Before and after calibration, on the fitted runs and on the held-out ones; then per
+// configuration, with the median of its repeated runs as the measurement.
 nlohmann::json calibration_summary(const std::vector<RunComparison>& runs, const Calibration& cal,
                                    const std::vector<int64_t>& fit_runs) {
   auto fitted = [&](const RunComparison& r) {
@@ -46,15 +68,50 @@ nlohmann::json calibration_summary(const std::vector<RunComparison>& runs, const
   };
   auto before = [](const RunComparison& r) { return r.predicted_step_time_s; };
   auto after = [&](const RunComparison& r) { return calibrated_step_s(r.features, cal); };
+  const std::vector<size_t> configuration = configuration_of(runs);
+  const size_t configurations = configuration.empty() ? 0 : *std::max_element(configuration.begin(), configuration.end()) + 1;
   nlohmann::json out;
   for (const char* set : {"fit", "held_out"}) {
     const bool want_fit = std::string(set) == "fit";
-    auto include = [&](const RunComparison& r) { return fitted(r) == want_fit; };
+    auto include = [&](const RunComparison& r) { return r.measured_step_time_s > 0 && fitted(r) == want_fit; };
     int n = 0;
     const double b = mean_abs_error(runs, before, include, &n), a = mean_abs_error(runs, after, include, &n);
     out[set] = {{"runs", n}, {"mean_abs_error_pct_before", b}, {"mean_abs_error_pct_after", a}};
+    double sum_before = 0, sum_after = 0;
+    int layouts = 0;
+    for (size_t c = 0; c < configurations; ++c) {
+      std::vector<double> measured, predicted_before, predicted_after;
+      for (size_t i = 0; i < runs.size(); ++i)
+        if (configuration[i] == c && include(runs[i])) {
+          measured.push_back(runs[i].measured_step_time_s);
+          predicted_before.push_back(before(runs[i]));
+          predicted_after.push_back(after(runs[i]));
+        }
+      if (measured.empty()) continue;
+      sum_before += std::abs(error_pct(median_of(predicted_before), median_of(measured)));
+      sum_after += std::abs(error_pct(median_of(predicted_after), median_of(measured)));
+      ++layouts;
+    }
+    out[std::string(set) + "_layouts"] = {{"layouts", layouts},
+                                          {"mean_abs_error_pct_before", layouts ? sum_before / layouts : NAN},
+                                          {"mean_abs_error_pct_after", layouts ? sum_after / layouts : NAN}};
   }
   return out;
+}
+
+// The summary's lines, as compare and calibrate print them.
+void print_summary(const nlohmann::json& s, std::ostream& out) {
+  out << std::fixed << std::setprecision(1);
+  for (const char* set : {"fit", "held_out"}) {
+    const nlohmann::json& runs = s[set];
+    const nlohmann::json& layouts = s[std::string(set) + "_layouts"];
+    out << "step time, " << set << " runs (" << runs["runs"] << "): mean |error| "
+        << runs["mean_abs_error_pct_before"].get<double>() << "% before calibration, "
+        << runs["mean_abs_error_pct_after"].get<double>() << "% after\n";
+    out << "step time, " << set << " layouts (" << layouts["layouts"]
+        << ", each the median of its runs): mean |error| " << layouts["mean_abs_error_pct_before"].get<double>()
+        << "% before calibration, " << layouts["mean_abs_error_pct_after"].get<double>() << "% after\n";
+  }
 }
 
 }  // namespace
@@ -130,19 +187,13 @@ void run_compare(const CompareOptions& o, std::ostream& out) {
     out << "\n";
   }
   if (!runs.empty()) out << "cost model: " << runs.back().cost_model_version << "\n";
-  if (calibration) {
-    const nlohmann::json s = calibration_summary(runs, calibration->first, calibration->second);
-    for (const char* set : {"fit", "held_out"})
-      out << std::setprecision(1) << "step time, " << set << " runs (" << s[set]["runs"] << "): mean |error| "
-          << s[set]["mean_abs_error_pct_before"].get<double>() << "% before calibration, "
-          << s[set]["mean_abs_error_pct_after"].get<double>() << "% after\n";
-  }
+  if (calibration) print_summary(calibration_summary(runs, calibration->first, calibration->second), out);
 }
 
 void add_calibrate_command(CLI::App& app, CalibrateOptions& o) {
   CLI::App* cmd = app.add_subcommand("calibrate", "Fit correction factors to the measured runs (least squares)");
   cmd->add_option("--db", o.db, "SQLite store")->capture_default_str();
-  cmd->add_flag("--all", o.all, "Fit on every run (default: every other run, judged on the rest)");
+  cmd->add_flag("--all", o.all, "Fit on every run (default: the runs of every other model+layout, judged on the rest)");
 }
 
 void run_calibrate(const CalibrateOptions& o, std::ostream& out) {
@@ -151,15 +202,18 @@ void run_calibrate(const CalibrateOptions& o, std::ostream& out) {
   const std::vector<RunComparison> runs = store.compare_runs();
   std::vector<CalibrationSample> samples;
   std::vector<int64_t> fit_runs;
+  const std::vector<size_t> configuration = configuration_of(runs);
   for (size_t i = 0; i < runs.size(); ++i) {
-    if (runs[i].measured_step_time_s <= 0 || (!o.all && i % 2 == 1)) continue;
+    if (runs[i].measured_step_time_s <= 0 || (!o.all && configuration[i] % 2 == 1)) continue;
     samples.push_back({runs[i].features, runs[i].measured_step_time_s});
     fit_runs.push_back(runs[i].run_id);
   }
   const size_t needed = o.all ? 1 : 2;
-  if (runs.size() < needed || samples.empty())
-    throw InputError("--db", o.db, "calibration needs measured runs (" + std::to_string(runs.size()) +
-                                       " stored; without --all at least 2: one to fit, one to judge)");
+  const size_t layouts = configuration.empty() ? 0 : *std::max_element(configuration.begin(), configuration.end()) + 1;
+  if (layouts < needed || samples.empty())
+    throw InputError("--db", o.db, "calibration needs measured runs (" + std::to_string(runs.size()) + " stored, of " +
+                                       std::to_string(layouts) +
+                                       " layouts; without --all at least 2 layouts: one to fit, one to judge)");
   const Calibration fitted = fit_calibration(samples);
   const nlohmann::json summary = calibration_summary(runs, fitted, fit_runs);
   const int64_t id = store.save_calibration(fitted, fit_runs, summary);
@@ -167,10 +221,7 @@ void run_calibrate(const CalibrateOptions& o, std::ostream& out) {
       << std::setprecision(4) << fitted.compute_factor << ", memory-bound x" << fitted.vector_factor
       << ", communication x" << fitted.comm_factor << ", "
       << fitted.per_layer_pass_s * 1e3 << " ms per layer per micro-batch\n";
-  for (const char* set : {"fit", "held_out"})
-    out << std::fixed << std::setprecision(1) << "step time, " << set << " runs (" << summary[set]["runs"]
-        << "): mean |error| " << summary[set]["mean_abs_error_pct_before"].get<double>() << "% before, "
-        << summary[set]["mean_abs_error_pct_after"].get<double>() << "% after\n";
+  print_summary(summary, out);
 }
 
 }  // namespace sextant

@@ -21,7 +21,7 @@ void run_compare(const CompareOptions& options, std::ostream& out);
 
 struct CalibrateOptions {
   std::string db = "sextant.db";
-  bool all = false;  // fit on every run (default: every other run, the rest held out)
+  bool all = false;  // fit on every run (default: every other model+layout; the rest held out)
 };
 void add_calibrate_command(CLI::App& app, CalibrateOptions& options);
 void run_calibrate(const CalibrateOptions& options, std::ostream& out);

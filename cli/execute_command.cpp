@@ -68,6 +68,9 @@ void add_profile_command(CLI::App& app, ProfileOptions& o) {
   cmd->add_option("--name", o.name, "Name to store the profile under")->capture_default_str();
   cmd->add_option("--db", o.db, "SQLite store")->capture_default_str();
   cmd->add_flag("--quick", o.quick, "A small grid (seconds instead of minutes)");
+  cmd->add_option("--passes", o.passes, "Measure GEMMs and memory this many times; keep each figure's median")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 20));
 }
 
 int run_profile(const ProfileOptions& o) {

@@ -83,31 +83,34 @@ void sync(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
 }
 
-nlohmann::json measure_gemms(const ProfileOptions& o, const torch::Device& device, std::ostream& progress,
-                             bool report) {
-  nlohmann::json out = nlohmann::json::array();
-  std::vector<int64_t> sizes = o.quick ? std::vector<int64_t>{64, 256} : std::vector<int64_t>{64, 256, 1024, 2048};
-  if (device.is_cuda() && !o.quick) sizes = {256, 1024, 4096, 8192};
+struct GemmShape {
+  torch::ScalarType dtype;
+  int64_t m, n, k;
+};
+
+std::vector<GemmShape> gemm_grid(bool quick, const torch::Device& device) {
+  std::vector<int64_t> sizes = quick ? std::vector<int64_t>{64, 256} : std::vector<int64_t>{64, 256, 1024, 2048};
+  if (device.is_cuda() && !quick) sizes = {256, 1024, 4096, 8192};
+  std::vector<GemmShape> grid;
   for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
-    if (o.quick && dtype != torch::kFloat) continue;
+    if (quick && dtype != torch::kFloat) continue;
     for (int64_t m : sizes)
       for (int64_t n : sizes)
-        for (int64_t k : sizes) {
-          const auto options = torch::TensorOptions().dtype(dtype).device(device);
-          torch::Tensor a = torch::randn({m, k}, options), b = torch::randn({k, n}, options);
-          const double t = median_s([&] {
-            torch::mm(a, b);
-            sync(device);
-          }, 0.05, 20);
-          const double flops_per_s = 2.0 * m * n * k / t;
-          out.push_back({{"dtype", dtype == torch::kFloat ? "fp32" : "bf16"}, {"m", m}, {"n", n}, {"k", k},
-                         {"flops_per_s", flops_per_s}});
-        }
-    if (report)
-      progress << "gemm " << (dtype == torch::kFloat ? "fp32" : "bf16") << ": " << sizes.size() * sizes.size() * sizes.size()
-               << " shapes measured" << std::endl;
+        for (int64_t k : sizes) grid.push_back({dtype, m, n, k});
   }
-  return out;
+  return grid;
+}
+
+const char* dtype_name(torch::ScalarType dtype) { return dtype == torch::kFloat ? "fp32" : "bf16"; }
+
+double gemm_flops_per_s(const GemmShape& g, const torch::Device& device) {
+  const auto options = torch::TensorOptions().dtype(g.dtype).device(device);
+  torch::Tensor a = torch::randn({g.m, g.k}, options), b = torch::randn({g.k, g.n}, options);
+  const double t = median_s([&] {
+    torch::mm(a, b);
+    sync(device);
+  }, 0.05, 20);
+  return 2.0 * static_cast<double>(g.m * g.n * g.k) / t;
 }
 
 // Device-to-device copy: bytes read plus bytes written per second.
@@ -207,6 +210,12 @@ nlohmann::json measure_collectives(const ProfileOptions& o, Comm& world, std::os
   return out;
 }
 
+// Max over min of one figure's passes, minus one: how much the machine drifted.
+double spread(const std::vector<double>& passes) {
+  const auto [lo, hi] = std::minmax_element(passes.begin(), passes.end());
+  return *hi / *lo - 1;
+}
+
 }  // namespace
 
 nlohmann::json measure_profile(const ProfileOptions& o, Comm& world, std::ostream& progress) {
@@ -216,12 +225,36 @@ nlohmann::json measure_profile(const ProfileOptions& o, Comm& world, std::ostrea
   const bool report = world.rank() == 0;
   // A GPU when LibTorch sees one (GEMMs and copies there; collectives stay on MPI).
   const torch::Device device = torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
-  profile["gemm"] = measure_gemms(o, device, progress, report);
-  profile["memory_bandwidth_bytes_per_s"] = measure_copy_bandwidth(o.quick, device);
-  if (report) progress << "copy bandwidth: " << profile["memory_bandwidth_bytes_per_s"].get<double>() / 1e9 << " GB/s" << std::endl;
-  profile["elementwise_bytes_per_s"] = measure_elementwise_bandwidth(o.quick, device);
+  // Compute and memory figures are measured in whole passes and each keeps its median
+  // over the passes: a machine whose speed drifts (a shared VM) then biases no shape.
+  const std::vector<GemmShape> grid = gemm_grid(o.quick, device);
+  std::vector<std::vector<double>> gemm(grid.size());
+  std::vector<double> copy, elementwise;
+  for (int pass = 0; pass < o.passes; ++pass) {
+    for (size_t i = 0; i < grid.size(); ++i) gemm[i].push_back(gemm_flops_per_s(grid[i], device));
+    copy.push_back(measure_copy_bandwidth(o.quick, device));
+    elementwise.push_back(measure_elementwise_bandwidth(o.quick, device));
+    if (report)
+      progress << "pass " << pass + 1 << "/" << o.passes << ": gemm " << grid.size() << " shapes (fp32"
+               << (o.quick ? "" : ", bf16") << "), copy " << copy.back() / 1e9 << " GB/s, memory-bound layer ops "
+               << elementwise.back() / 1e9 << " GB/s" << std::endl;
+  }
+  profile["passes"] = o.passes;
+  profile["gemm"] = nlohmann::json::array();
+  std::vector<double> gemm_spread;
+  for (size_t i = 0; i < grid.size(); ++i) {
+    profile["gemm"].push_back({{"dtype", dtype_name(grid[i].dtype)}, {"m", grid[i].m}, {"n", grid[i].n},
+                               {"k", grid[i].k}, {"flops_per_s", median_of(gemm[i])}});
+    gemm_spread.push_back(spread(gemm[i]));
+  }
+  profile["memory_bandwidth_bytes_per_s"] = median_of(copy);
+  profile["elementwise_bytes_per_s"] = median_of(elementwise);
+  profile["spread_across_passes"] = {{"gemm_median", median_of(gemm_spread)}, {"copy", spread(copy)},
+                                     {"elementwise", spread(elementwise)}};
   if (report)
-    progress << "memory-bound layer ops: " << profile["elementwise_bytes_per_s"].get<double>() / 1e9 << " GB/s"
+    progress << "median of " << o.passes << " passes: copy " << median_of(copy) / 1e9
+             << " GB/s, memory-bound layer ops " << median_of(elementwise) / 1e9
+             << " GB/s; GEMM rates moved by " << 100 * median_of(gemm_spread) << "% between passes (median shape)"
              << std::endl;
   profile["collectives"] = measure_collectives(o, world, progress);
   return profile;

@@ -240,33 +240,54 @@ TEST_F(Cli, ExecuteThenCompare) {
 
 // The closed loop in miniature: profile, plan with it, run twice, calibrate, compare.
 TEST_F(Cli, ProfilePlanCalibrateCompare) {
-  const CliRun p = run("profile --name quick --quick");
+  const CliRun p = run("profile --name quick --quick --passes 2");
   ASSERT_EQ(p.status, 0) << p.err;
-  EXPECT_NE(p.err.find("gemm fp32"), std::string::npos) << p.err;  // progress
+  EXPECT_NE(p.err.find("pass 2/2: gemm 8 shapes (fp32)"), std::string::npos) << p.err;  // progress
+  EXPECT_NE(p.err.find("median of 2 passes"), std::string::npos) << p.err;
+  {
+    SQLite::Database db(path("sextant.db"));
+    const nlohmann::json stored = nlohmann::json::parse(db.execAndGet("SELECT profile_json FROM profiles").getString());
+    EXPECT_EQ(stored["passes"], 2);
+    EXPECT_EQ(stored["gemm"].size(), 8u);
+    EXPECT_GT(stored["gemm"][0]["flops_per_s"].get<double>(), 0);
+    EXPECT_GE(stored["spread_across_passes"]["copy"].get<double>(), 0);
+  }
   EXPECT_NE(p.err.find("memory-bound layer ops"), std::string::npos) << p.err;
   EXPECT_NE(p.out.find("profile \"quick\""), std::string::npos) << p.out;
   const std::string plan = "plan --model " SEXTANT_EXAMPLES "/models/tiny-llama.json --cluster local-cpu --gpus 1 "
-                           "--global-batch 4 --seq 16 --precision fp32 --top 1 --profile quick --out plan.json";
-  const CliRun planned = run(plan);
+                           "--global-batch 4 --seq 16 --precision fp32 --top 1 --profile quick";
+  const CliRun planned = run(plan + " --fix micro_batch=4 --out plan.json");
   ASSERT_EQ(planned.status, 0) << planned.err;
   EXPECT_NE(planned.out.find("figures from measured profile \"quick\""), std::string::npos);
   EXPECT_EQ(nlohmann::json::parse(slurp(path("plan.json")))["profile"]["name"], "quick");
   const CliRun too_few = run("calibrate");
   EXPECT_EQ(too_few.status, 2) << too_few.err;
+  // Two runs of one layout are one configuration: still nothing to judge on.
   for (int i = 0; i < 2; ++i) ASSERT_EQ(run("execute --plan plan.json --steps 3").status, 0);
+  const CliRun one_layout = run("calibrate");
+  EXPECT_EQ(one_layout.status, 2) << one_layout.out;
+  EXPECT_NE(one_layout.err.find("of 1 layouts"), std::string::npos) << one_layout.err;
+  ASSERT_EQ(run(plan + " --fix micro_batch=1 --out plan2.json").status, 0);
+  ASSERT_EQ(run("execute --plan plan2.json --steps 3").status, 0);
   const CliRun cal = run("calibrate");
   ASSERT_EQ(cal.status, 0) << cal.err;
+  EXPECT_NE(cal.out.find("fit runs (2)"), std::string::npos) << cal.out;
   EXPECT_NE(cal.out.find("held_out runs (1)"), std::string::npos) << cal.out;
+  EXPECT_NE(cal.out.find("held_out layouts (1, each the median of its runs)"), std::string::npos) << cal.out;
   const nlohmann::json runs = nlohmann::json::parse(run("compare --format json").out);
-  ASSERT_EQ(runs.size(), 2u);
+  ASSERT_EQ(runs.size(), 3u);
   EXPECT_EQ(runs[0]["calibrated"]["role"], "fit");
-  EXPECT_EQ(runs[1]["calibrated"]["role"], "held-out");
+  EXPECT_EQ(runs[1]["calibrated"]["role"], "fit");  // a repeat of run 1
+  EXPECT_EQ(runs[2]["calibrated"]["role"], "held-out");
   EXPECT_EQ(runs[0]["profile"], "quick");
   EXPECT_GT(runs[1]["calibrated"]["step_time_s"].get<double>(), 0);
-  const CliRun calibrated = run(plan + " --calibrated");
+  const CliRun calibrated = run(plan + " --calibrated");  // (no --out: the plan is printed)
   ASSERT_EQ(calibrated.status, 0) << calibrated.err;
   EXPECT_NE(calibrated.out.find("calibrated by calibration #1"), std::string::npos);
   EXPECT_EQ(run("plan --model " SEXTANT_EXAMPLES "/models/tiny-llama.json --gpus 1 --global-batch 4 --profile nope").status, 2);
+  const CliRun no_passes = run("profile --name none --quick --passes 0");
+  EXPECT_EQ(no_passes.status, 2);
+  EXPECT_NE(no_passes.err.find("--passes"), std::string::npos) << no_passes.err;
 }
 
 TEST_F(Cli, BadExecuteInput) {
