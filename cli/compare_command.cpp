@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
+#include <optional>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
@@ -44,6 +45,13 @@ double median_of(std::vector<double> values) {
   return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
+// The run's calibrated prediction; NaN when the calibration has no GEMM factor for the
+// figures the run was predicted from (none of the fitted runs used them).
+double calibrated_prediction_s(const RunComparison& r, const Calibration& cal) {
+  const std::optional<Calibration> c = calibration_for(cal, r.figures);
+  return c ? calibrated_step_s(r.features, *c) : NAN;
+}
+
 // Runs of one model with one layout repeat one configuration. Each run gets the index of
 // its configuration, in order of first appearance, so that fitting and judging split by
 // configuration: a held-out run never has a repeat among the fitted ones.
@@ -67,13 +75,17 @@ nlohmann::json calibration_summary(const std::vector<RunComparison>& runs, const
     return std::find(fit_runs.begin(), fit_runs.end(), r.run_id) != fit_runs.end();
   };
   auto before = [](const RunComparison& r) { return r.predicted_step_time_s; };
-  auto after = [&](const RunComparison& r) { return calibrated_step_s(r.features, cal); };
+  auto after = [&](const RunComparison& r) { return calibrated_prediction_s(r, cal); };
   const std::vector<size_t> configuration = configuration_of(runs);
   const size_t configurations = configuration.empty() ? 0 : *std::max_element(configuration.begin(), configuration.end()) + 1;
   nlohmann::json out;
   for (const char* set : {"fit", "held_out"}) {
     const bool want_fit = std::string(set) == "fit";
-    auto include = [&](const RunComparison& r) { return r.measured_step_time_s > 0 && fitted(r) == want_fit; };
+    // A held-out run predicted from figures no fitted run used has no calibrated
+    // prediction; it is left out of both columns.
+    auto include = [&](const RunComparison& r) {
+      return r.measured_step_time_s > 0 && fitted(r) == want_fit && !std::isnan(after(r));
+    };
     int n = 0;
     const double b = mean_abs_error(runs, before, include, &n), a = mean_abs_error(runs, after, include, &n);
     out[set] = {{"runs", n}, {"mean_abs_error_pct_before", b}, {"mean_abs_error_pct_after", a}};
@@ -130,9 +142,7 @@ void run_compare(const CompareOptions& o, std::ostream& out) {
   const std::vector<RunComparison> runs = store.compare_runs();
   const auto calibration = store.latest_calibration();
   auto error = error_pct;
-  auto after = [&](const RunComparison& r) {
-    return calibration ? calibrated_step_s(r.features, calibration->first) : NAN;
-  };
+  auto after = [&](const RunComparison& r) { return calibration ? calibrated_prediction_s(r, calibration->first) : NAN; };
   auto role = [&](const RunComparison& r) -> std::string {
     if (!calibration) return "";
     const auto& fit = calibration->second;
@@ -145,6 +155,7 @@ void run_compare(const CompareOptions& o, std::ostream& out) {
                    {"cluster", r.cluster_name}, {"layout", nlohmann::json::parse(r.layout)},
                    {"cost_model_version", r.cost_model_version}, {"steps", r.steps}, {"final_loss", r.final_loss},
                    {"profile", r.profile.empty() ? nlohmann::json() : nlohmann::json(r.profile)},
+                   {"figures", r.figures},
                    {"calibration_features", {{"compute_s", r.features.compute_s}, {"vector_s", r.features.vector_s},
                                              {"comm_s", r.features.comm_s},
                                              {"layer_passes", r.features.layer_passes}}},
@@ -181,7 +192,9 @@ void run_compare(const CompareOptions& o, std::ostream& out) {
         << r.predicted_peak_bytes / (1 << 20) << std::setw(9) << r.measured_peak_bytes / (1 << 20) << std::setw(7)
         << error(r.predicted_peak_bytes, r.measured_peak_bytes) << "%  " << std::left << std::setw(17)
         << (r.profile.empty() ? "cluster" : r.profile) << std::right;
-    if (calibration)
+    if (calibration && std::isnan(after(r)))
+      out << std::setw(13) << "-" << std::setw(8) << "-" << "  " << role(r) << " (no fitted run used its figures)";
+    else if (calibration)
       out << std::setprecision(4) << std::setw(13) << after(r) << std::setprecision(1) << std::setw(7)
           << error(after(r), r.measured_step_time_s) << "%  " << role(r);
     out << "\n";
@@ -205,7 +218,7 @@ void run_calibrate(const CalibrateOptions& o, std::ostream& out) {
   const std::vector<size_t> configuration = configuration_of(runs);
   for (size_t i = 0; i < runs.size(); ++i) {
     if (runs[i].measured_step_time_s <= 0 || (!o.all && configuration[i] % 2 == 1)) continue;
-    samples.push_back({runs[i].features, runs[i].measured_step_time_s});
+    samples.push_back({runs[i].features, runs[i].figures, runs[i].measured_step_time_s});
     fit_runs.push_back(runs[i].run_id);
   }
   const size_t needed = o.all ? 1 : 2;
@@ -217,9 +230,11 @@ void run_calibrate(const CalibrateOptions& o, std::ostream& out) {
   const Calibration fitted = fit_calibration(samples);
   const nlohmann::json summary = calibration_summary(runs, fitted, fit_runs);
   const int64_t id = store.save_calibration(fitted, fit_runs, summary);
-  out << "calibration #" << id << " from " << samples.size() << " of " << runs.size() << " runs: GEMM x"
-      << std::setprecision(4) << fitted.compute_factor << ", memory-bound x" << fitted.vector_factor
-      << ", communication x" << fitted.comm_factor << ", "
+  out << "calibration #" << id << " from " << samples.size() << " of " << runs.size() << " runs:"
+      << std::setprecision(4);
+  for (const auto& [figures, factor] : fitted.compute_factor_by_figures)
+    out << " GEMM x" << factor << " (" << figures << "),";
+  out << " memory-bound x" << fitted.vector_factor << ", communication x" << fitted.comm_factor << ", "
       << fitted.per_layer_pass_s * 1e3 << " ms per layer per micro-batch\n";
   print_summary(summary, out);
 }

@@ -4,10 +4,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <ostream>
 
 #include <CLI/CLI.hpp>
 
+#include "cost_model/calibration.h"
 #include "cost_model/error.h"
 #include "cost_model/json_fields.h"
 #include "cost_model/measured_profile.h"
@@ -67,9 +69,11 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
   nlohmann::json cluster_json;
   req.cluster = share_cpu_node(load_cluster(o.cluster, &cluster_json), o.gpus);
   nlohmann::json profile_ref = nullptr;
+  int64_t profile_id = 0;
   if (!o.profile.empty()) {
     if (!std::filesystem::exists(o.db)) throw InputError("--profile", o.profile, "no store at " + o.db);
     const auto [id, json] = Store(o.db).load_profile(o.profile);
+    profile_id = id;
     req.cluster.device.measured = std::make_shared<MeasuredProfile>(json, id, "profile " + o.profile);
     profile_ref = {{"name", o.profile}, {"id", id}, {"date", json.value("date", "")},
                    {"machine", json.value("machine", nlohmann::json::object())},
@@ -79,7 +83,18 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
     if (!std::filesystem::exists(o.db)) throw InputError("--calibrated", "", "no store at " + o.db);
     const auto latest = Store(o.db).latest_calibration();
     if (!latest) throw InputError("--calibrated", "", "no calibration in " + o.db + " (run `sextant calibrate`)");
-    req.job.calibration = latest->first;
+    // The GEMM factor is the one fitted for these figures (this profile, or the cluster).
+    const std::string figures = figures_source(o.profile, profile_id, req.cluster.name);
+    const std::optional<Calibration> calibration = calibration_for(latest->first, figures);
+    if (!calibration) {
+      std::string fitted;
+      for (const auto& entry : latest->first.compute_factor_by_figures)
+        fitted += (fitted.empty() ? "" : ", ") + entry.first;
+      throw InputError("--calibrated", "", "calibration #" + std::to_string(latest->first.id) +
+                                               " has no run predicted from " + figures + " (fitted: " + fitted +
+                                               "); execute plans made with it, then run `sextant calibrate`");
+    }
+    req.job.calibration = *calibration;
   }
   req.gpus = o.gpus;
   req.job.global_batch = o.global_batch;
@@ -120,7 +135,10 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
   else {
     out << search_to_table(req, result);
     if (!o.profile.empty()) out << "figures from measured profile \"" << o.profile << "\" (#" << profile_ref["id"] << ")\n";
-    if (req.job.calibration.id > 0) out << "step times calibrated by calibration #" << req.job.calibration.id << "\n";
+    if (req.job.calibration.id > 0)
+      out << "step times calibrated by calibration #" << req.job.calibration.id << " (GEMM x"
+          << req.job.calibration.compute_factor << " for " << figures_source(o.profile, profile_id, req.cluster.name)
+          << ")\n";
   }
   if (!o.out.empty() && o.format == "table") out << "plan written to " << o.out << "\n";
 }

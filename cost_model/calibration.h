@@ -1,6 +1,6 @@
 // Calibration: correction factors fitted to measured runs by least squares.
 //
-//   step_s ≈ compute_factor · C + vector_factor · V + comm_factor · K + per_layer_pass_s · N
+//   step_s ≈ compute_factor[figures] · C + vector_factor · V + comm_factor · K + per_layer_pass_s · N
 //
 //   C = predicted GEMM time + optimizer, with its share of the pipeline bubble
 //   V = predicted memory-bound (non-GEMM) time, with its share of the bubble (on CPUs
@@ -12,12 +12,19 @@
 //       launches, framework dispatch): fixed per micro-batch, and proportional to the
 //       layers a stage runs, so pipeline stages split it.
 //
+//   figures: where the prediction's device figures came from, a measured profile or a
+//       cluster description. Each profile is one measurement of a machine, with its own
+//       error (on a shared VM its GEMM rates can be 30% off the rates a later run sees), so
+//       each gets its own GEMM factor; the other factors are shared.
+//
 // Rows are weighted by 1 / measured time, so every run counts by its relative error.
 // Factors are kept non-negative: one that would go negative is held at its uncalibrated
-// value (1, 1, 1, 0) and the others are refitted.
+// value (1 for the GEMM, memory-bound and communication factors, 0 for the overhead) and
+// the others are refitted.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,10 +41,20 @@ struct CalibrationFeatures {
 };
 
 CalibrationFeatures calibration_features(const TimeBreakdown& time);
+// Uses calibration.compute_factor: pick it first with calibration_for.
 double calibrated_step_s(const CalibrationFeatures& features, const Calibration& calibration);
+
+// "profile NAME #ID" for a measured profile, "cluster NAME" for a cluster description.
+std::string figures_source(const std::string& profile, int64_t profile_id, const std::string& cluster);
+
+// The calibration with the GEMM factor of `figures` in force; nullopt when none of the
+// fitted runs was predicted from those figures. A calibration stored before the factors
+// were kept per source has one GEMM factor for all.
+std::optional<Calibration> calibration_for(const Calibration& calibration, const std::string& figures);
 
 struct CalibrationSample {
   CalibrationFeatures features;
+  std::string figures;  // figures_source of the run's prediction
   double measured_step_s = 0;
 };
 

@@ -308,7 +308,9 @@ std::vector<RunComparison> Store::compare_runs() const {
     c.predicted_peak_bytes = runs.getColumn(8).getDouble();
     // What the prediction rests on, and its breakdown, from the plan the run executed.
     const nlohmann::json plan = nlohmann::json::parse(runs.getColumn(9).getString());
-    c.profile = plan.contains("profile") && plan["profile"].is_object() ? plan["profile"].value("name", "") : "";
+    const bool profiled = plan.contains("profile") && plan["profile"].is_object();
+    c.profile = profiled ? plan["profile"].value("name", "") : "";
+    c.figures = figures_source(c.profile, profiled ? plan["profile"].value("id", int64_t{0}) : 0, c.cluster_name);
     const nlohmann::json& t = plan.at("predicted").at("time");
     TimeBreakdown time;
     time.compute_s = t.at("compute_s");

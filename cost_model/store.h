@@ -68,6 +68,7 @@ struct RunComparison {
   double predicted_peak_bytes = 0, measured_peak_bytes = 0;
   double final_loss = 0;
   std::string profile;            // measured profile the prediction used, "" for the cluster description
+  std::string figures;            // figures_source: that profile with its id, or the cluster
   CalibrationFeatures features;   // the prediction's breakdown, for calibration
 };
 

@@ -274,6 +274,7 @@ TEST_F(Cli, ProfilePlanCalibrateCompare) {
   EXPECT_NE(cal.out.find("fit runs (2)"), std::string::npos) << cal.out;
   EXPECT_NE(cal.out.find("held_out runs (1)"), std::string::npos) << cal.out;
   EXPECT_NE(cal.out.find("held_out layouts (1, each the median of its runs)"), std::string::npos) << cal.out;
+  EXPECT_NE(cal.out.find(" (profile quick #1),"), std::string::npos) << cal.out;  // its own GEMM factor
   const nlohmann::json runs = nlohmann::json::parse(run("compare --format json").out);
   ASSERT_EQ(runs.size(), 3u);
   EXPECT_EQ(runs[0]["calibrated"]["role"], "fit");
@@ -283,7 +284,16 @@ TEST_F(Cli, ProfilePlanCalibrateCompare) {
   EXPECT_GT(runs[1]["calibrated"]["step_time_s"].get<double>(), 0);
   const CliRun calibrated = run(plan + " --calibrated");  // (no --out: the plan is printed)
   ASSERT_EQ(calibrated.status, 0) << calibrated.err;
-  EXPECT_NE(calibrated.out.find("calibrated by calibration #1"), std::string::npos);
+  EXPECT_NE(calibrated.out.find("calibrated by calibration #1 (GEMM x"), std::string::npos) << calibrated.out;
+  EXPECT_NE(calibrated.out.find(" for profile quick #1)"), std::string::npos) << calibrated.out;
+  EXPECT_EQ(runs[2]["figures"], "profile quick #1");
+  // A new measurement under the same name is another profile: no fitted run used it.
+  ASSERT_EQ(run("profile --name quick --quick --passes 1").status, 0);
+  const CliRun unfitted = run(plan + " --calibrated");
+  EXPECT_EQ(unfitted.status, 2);
+  EXPECT_NE(unfitted.err.find("has no run predicted from profile quick #2 (fitted: profile quick #1)"),
+            std::string::npos) << unfitted.err;
+  EXPECT_EQ(std::count(unfitted.err.begin(), unfitted.err.end(), '\n'), 1) << unfitted.err;
   EXPECT_EQ(run("plan --model " SEXTANT_EXAMPLES "/models/tiny-llama.json --gpus 1 --global-batch 4 --profile nope").status, 2);
   const CliRun no_passes = run("profile --name none --quick --passes 0");
   EXPECT_EQ(no_passes.status, 2);

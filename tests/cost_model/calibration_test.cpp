@@ -20,22 +20,42 @@ TEST(Calibration, LatencyBandwidthFitRecoversTheLine) {
 }
 
 TEST(Calibration, LeastSquaresRecoversFactorsAndKeepsThemNonNegative) {
-  const Calibration truth{0, 1.4, 3.0, 0.8, 0.01};
+  // Two sources of figures, each with its own GEMM factor; the other factors shared.
+  Calibration truth{0, {{"profile a #1", 1.4}, {"cluster c", 0.7}}, 1, 3.0, 0.8, 0.01};
   std::vector<CalibrationSample> samples;
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < 10; ++i) {
     CalibrationFeatures f{0.1 + 0.05 * i, 0.02 * ((i * 3) % 5 + 1), 0.01 * ((i * 7) % 4), 4.0 + (i % 3) * 4};
-    samples.push_back({f, calibrated_step_s(f, truth)});
+    const std::string figures = i % 2 ? "cluster c" : "profile a #1";
+    samples.push_back({f, figures, calibrated_step_s(f, *calibration_for(truth, figures))});
   }
   const Calibration fit = fit_calibration(samples);
-  EXPECT_NEAR(fit.compute_factor, 1.4, 1e-6);
+  ASSERT_EQ(fit.compute_factor_by_figures.size(), 2u);
+  EXPECT_NEAR(fit.compute_factor_by_figures.at("profile a #1"), 1.4, 1e-6);
+  EXPECT_NEAR(fit.compute_factor_by_figures.at("cluster c"), 0.7, 1e-6);
   EXPECT_NEAR(fit.vector_factor, 3.0, 1e-6);
   EXPECT_NEAR(fit.comm_factor, 0.8, 1e-6);
   EXPECT_NEAR(fit.per_layer_pass_s, 0.01, 1e-8);
+  EXPECT_EQ(calibration_for(fit, "profile a #2"), std::nullopt);  // another measurement: no factor
+  EXPECT_NEAR(calibration_for(fit, "cluster c")->compute_factor, 0.7, 1e-6);
   // Runs that would want a negative overhead: it is held at 0 and the rest refitted.
   for (CalibrationSample& s : samples) s.measured_step_s -= 0.02 * s.features.layer_passes;
   const Calibration held = fit_calibration(samples);
   EXPECT_EQ(held.per_layer_pass_s, 0.0);
-  EXPECT_GE(held.compute_factor, 0.0);
+  for (const auto& entry : held.compute_factor_by_figures) EXPECT_GE(entry.second, 0.0);
+}
+
+TEST(Calibration, JsonRoundTripAndOlderSingleFactor) {
+  const Calibration c{0, {{"profile p #3", 1.25}}, 1, 2.0, 0.5, 0.002};
+  const Calibration back = calibration_from_json(calibration_to_json(c), 9);
+  EXPECT_EQ(back.id, 9);
+  EXPECT_EQ(back.compute_factor_by_figures, c.compute_factor_by_figures);
+  EXPECT_EQ(back.vector_factor, 2.0);
+  EXPECT_EQ(back.per_layer_pass_s, 0.002);
+  // Stored before the factors were per source: one GEMM factor for every source.
+  const Calibration old = calibration_from_json(
+      {{"compute_factor", 1.5}, {"vector_factor", 1.0}, {"comm_factor", 1.0}, {"per_layer_pass_s", 0.0}}, 2);
+  ASSERT_TRUE(calibration_for(old, "cluster anything"));
+  EXPECT_EQ(calibration_for(old, "cluster anything")->compute_factor, 1.5);
 }
 
 nlohmann::json small_profile() {
