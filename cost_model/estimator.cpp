@@ -211,7 +211,7 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
     t.optimizer_s = std::max(t.optimizer_s, opt_s);
     t.offload_s = std::max(t.offload_s, offload_s);
   }
-  t.step_s = pipeline_s + t.dp_comm_s + t.optimizer_s + t.offload_s;
+  t.step_s = t.uncalibrated_step_s = pipeline_s + t.dp_comm_s + t.optimizer_s + t.offload_s;
   if (job.calibration.id > 0) t.step_s = calibrated_step_s(calibration_features(t), job.calibration);
 
   // Throughput and FLOP rates.
@@ -249,7 +249,7 @@ nlohmann::json prediction_to_json(const Prediction& p) {
           {"time", {{"compute_s", t.compute_s}, {"vector_s", t.vector_s}, {"layer_passes", t.layer_passes}, {"tp_comm_s", t.tp_comm_s},
                     {"pp_p2p_s", t.pp_p2p_s}, {"bubble_s", t.bubble_s},
                     {"dp_comm_exposed_s", t.dp_comm_s}, {"optimizer_s", t.optimizer_s},
-                    {"offload_s", t.offload_s}}},
+                    {"offload_s", t.offload_s}, {"uncalibrated_step_s", t.uncalibrated_step_s}}},
           {"memory", {{"stage", m.stage}, {"params_bytes", m.params_bytes},
                       {"grads_bytes", m.grads_bytes}, {"optimizer_bytes", m.optimizer_bytes},
                       {"activations_bytes", m.activations_bytes},

@@ -79,6 +79,7 @@ struct TimeBreakdown {
   double vector_s = 0;   // the memory-bound (non-GEMM) part of compute_s
   double dp_comm_s = 0;  // exposed part only
   double optimizer_s = 0, offload_s = 0, step_s = 0;
+  double uncalibrated_step_s = 0;  // the parts above summed; step_s differs under a calibration
   double layer_passes = 0;  // layers run on the critical path (see calibration.h)
 };
 

@@ -68,7 +68,9 @@ std::string search_to_table(const SearchRequest& req, const SearchResult& res) {
     const Prediction& p = res.candidates.front().prediction;
     const TimeBreakdown& t = p.time;
     const MemoryBreakdown& m = p.memory;
-    out << std::setprecision(3) << "\nbest: step " << t.step_s << " s = compute " << t.compute_s
+    out << std::setprecision(3) << "\nbest: step " << t.step_s << " s";
+    if (t.step_s != t.uncalibrated_step_s) out << " calibrated, from " << t.uncalibrated_step_s << " s";
+    out << " = compute " << t.compute_s
         << " + tp comm " << t.tp_comm_s << " + pp p2p " << t.pp_p2p_s << " + bubble " << t.bubble_s
         << " + dp comm (exposed) " << t.dp_comm_s << " + optimizer " << t.optimizer_s
         << " + offload " << t.offload_s << "\n";

@@ -2,8 +2,8 @@
 # The closed loop on this machine: profile (1 and 2 ranks), plan with the measured
 # profile, execute 12 configurations (3 model sizes, 9 layouts) REPEATS times each in
 # round-robin order, calibrate on every other configuration, compare (held-out error on
-# the rest). Writes DIR/sextant.db; prints compare's table.
-#   scripts/calibration_loop.sh [DIR] [REPEATS=4] [STEPS=12]    (about 22 minutes on 2 cores)
+# the rest), plan again with the calibration. Writes DIR/sextant.db; prints compare's table.
+#   scripts/calibration_loop.sh [DIR] [REPEATS=4] [STEPS=12]    (about 20 minutes on 2 cores)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:-calibration-loop}
@@ -48,3 +48,6 @@ for ((r = 0; r < repeats; r++)); do  # round-robin, so a slow spell of the machi
 done
 "$s" calibrate
 "$s" compare
+# and back to the planner: the best layout for small-llama on 2 ranks, calibrated
+"$s" plan --model "$root/examples/models/small-llama.json" --cluster local-cpu --gpus 2 --global-batch 16 \
+  --seq 128 --precision fp32 --profile local-cpu-2ranks --calibrated --top 3

@@ -286,6 +286,7 @@ TEST_F(Cli, ProfilePlanCalibrateCompare) {
   ASSERT_EQ(calibrated.status, 0) << calibrated.err;
   EXPECT_NE(calibrated.out.find("calibrated by calibration #1 (GEMM x"), std::string::npos) << calibrated.out;
   EXPECT_NE(calibrated.out.find(" for profile quick #1)"), std::string::npos) << calibrated.out;
+  EXPECT_NE(calibrated.out.find(" s calibrated, from "), std::string::npos) << calibrated.out;
   EXPECT_EQ(runs[2]["figures"], "profile quick #1");
   // A new measurement under the same name is another profile: no fitted run used it.
   ASSERT_EQ(run("profile --name quick --quick --passes 1").status, 0);
