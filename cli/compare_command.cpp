@@ -12,6 +12,7 @@
 
 #include "cost_model/calibration.h"
 #include "cost_model/error.h"
+#include "cost_model/median.h"
 #include "cost_model/store.h"
 
 namespace sextant {
@@ -39,12 +40,6 @@ double mean_abs_error(const std::vector<RunComparison>& runs, Predict&& predict,
   return *count ? sum / *count : NAN;
 }
 
-double median_of(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-}
-
 // The run's calibrated prediction; NaN when the calibration has no GEMM factor for the
 // figures the run was predicted from (none of the fitted runs used them).
 double calibrated_prediction_s(const RunComparison& r, const Calibration& cal) {
@@ -67,6 +62,10 @@ std::vector<size_t> configuration_of(const std::vector<RunComparison>& runs) {
   return out;
 }
 
+size_t count_configurations(const std::vector<size_t>& configuration) {
+  return configuration.empty() ? 0 : *std::max_element(configuration.begin(), configuration.end()) + 1;
+}
+
 // Before and after calibration, on the fitted runs and on the held-out ones; then per
 // configuration, with the median of its repeated runs as the measurement.
 nlohmann::json calibration_summary(const std::vector<RunComparison>& runs, const Calibration& cal,
@@ -77,7 +76,7 @@ nlohmann::json calibration_summary(const std::vector<RunComparison>& runs, const
   auto before = [](const RunComparison& r) { return r.predicted_step_time_s; };
   auto after = [&](const RunComparison& r) { return calibrated_prediction_s(r, cal); };
   const std::vector<size_t> configuration = configuration_of(runs);
-  const size_t configurations = configuration.empty() ? 0 : *std::max_element(configuration.begin(), configuration.end()) + 1;
+  const size_t configurations = count_configurations(configuration);
   nlohmann::json out;
   for (const char* set : {"fit", "held_out"}) {
     const bool want_fit = std::string(set) == "fit";
@@ -192,11 +191,12 @@ void run_compare(const CompareOptions& o, std::ostream& out) {
         << r.predicted_peak_bytes / (1 << 20) << std::setw(9) << r.measured_peak_bytes / (1 << 20) << std::setw(7)
         << error(r.predicted_peak_bytes, r.measured_peak_bytes) << "%  " << std::left << std::setw(17)
         << (r.profile.empty() ? "cluster" : r.profile) << std::right;
-    if (calibration && std::isnan(after(r)))
+    const double calibrated = after(r);
+    if (calibration && std::isnan(calibrated))
       out << std::setw(13) << "-" << std::setw(8) << "-" << "  " << role(r) << " (no fitted run used its figures)";
     else if (calibration)
-      out << std::setprecision(4) << std::setw(13) << after(r) << std::setprecision(1) << std::setw(7)
-          << error(after(r), r.measured_step_time_s) << "%  " << role(r);
+      out << std::setprecision(4) << std::setw(13) << calibrated << std::setprecision(1) << std::setw(7)
+          << error(calibrated, r.measured_step_time_s) << "%  " << role(r);
     out << "\n";
   }
   if (!runs.empty()) out << "cost model: " << runs.back().cost_model_version << "\n";
@@ -222,7 +222,7 @@ void run_calibrate(const CalibrateOptions& o, std::ostream& out) {
     fit_runs.push_back(runs[i].run_id);
   }
   const size_t needed = o.all ? 1 : 2;
-  const size_t layouts = configuration.empty() ? 0 : *std::max_element(configuration.begin(), configuration.end()) + 1;
+  const size_t layouts = count_configurations(configuration);
   if (layouts < needed || samples.empty())
     throw InputError("--db", o.db, "calibration needs measured runs (" + std::to_string(runs.size()) + " stored, of " +
                                        std::to_string(layouts) +

@@ -79,12 +79,12 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
                    {"machine", json.value("machine", nlohmann::json::object())},
                    {"libraries", json.value("libraries", nlohmann::json::object())}};
   }
+  // The calibration's GEMM factor is the one fitted for these figures (this profile, or the cluster).
+  const std::string figures = figures_source(o.profile, profile_id, req.cluster.name);
   if (o.calibrated) {
     if (!std::filesystem::exists(o.db)) throw InputError("--calibrated", "", "no store at " + o.db);
     const auto latest = Store(o.db).latest_calibration();
     if (!latest) throw InputError("--calibrated", "", "no calibration in " + o.db + " (run `sextant calibrate`)");
-    // The GEMM factor is the one fitted for these figures (this profile, or the cluster).
-    const std::string figures = figures_source(o.profile, profile_id, req.cluster.name);
     const std::optional<Calibration> calibration = calibration_for(latest->first, figures);
     if (!calibration) {
       std::string fitted;
@@ -137,8 +137,7 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
     if (!o.profile.empty()) out << "figures from measured profile \"" << o.profile << "\" (#" << profile_ref["id"] << ")\n";
     if (req.job.calibration.id > 0)
       out << "step times calibrated by calibration #" << req.job.calibration.id << " (GEMM x"
-          << req.job.calibration.compute_factor << " for " << figures_source(o.profile, profile_id, req.cluster.name)
-          << ")\n";
+          << req.job.calibration.compute_factor << " for " << figures << ")\n";
   }
   if (!o.out.empty() && o.format == "table") out << "plan written to " << o.out << "\n";
 }

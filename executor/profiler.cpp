@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cost_model/collective.h"
+#include "cost_model/median.h"
 #ifdef SEXTANT_HAVE_CUDA
 #include <cuda_runtime_api.h>
 #endif
@@ -20,12 +21,6 @@ namespace {
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double median_of(std::vector<double> times) {
-  std::sort(times.begin(), times.end());
-  const size_t n = times.size();
-  return n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
 }
 
 // Run once to warm up, then repeat until `budget_s` (at least 3, at most `max_reps`
