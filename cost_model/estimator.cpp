@@ -28,6 +28,18 @@ StateBytes state_bytes(const JobSpec& job) {
 
 }  // namespace
 
+std::vector<ChunkSpec> chunks_of(const StageTable& table) {
+  std::vector<ChunkSpec> out;
+  int64_t first = 0;
+  const int64_t chunks = static_cast<int64_t>(table.blocks_per_chunk.size());
+  for (int64_t g = 0; g < chunks; ++g) {
+    const int64_t blocks = table.blocks_per_chunk[static_cast<size_t>(g)];
+    out.push_back({g, g % table.pp, g / table.pp, first, blocks, g == 0, g + 1 == chunks});
+    first += blocks;
+  }
+  return out;
+}
+
 StageTable build_stage_table(const ModelGraph& graph, const LayerContext& ctx, int64_t pp,
                              int64_t vpp, const GroupLinks& pp_links) {
   const ModelSpec& model = *ctx.model;

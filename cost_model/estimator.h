@@ -62,6 +62,20 @@ struct StageTable {
   double sum_stage_s = 0;  // Σ total_s over all stages
 };
 
+// One chunk of a stage partition: global chunk g (in schedule order) runs on stage g mod pp
+// as its virtual stage g / pp, and holds `blocks` consecutive blocks from first_block; the
+// first chunk also holds the embedding, the last the head and loss.
+struct ChunkSpec {
+  int64_t chunk = 0, stage = 0, virtual_stage = 0, first_block = 0, blocks = 0;
+  bool embedding = false, head = false;
+  bool operator==(const ChunkSpec& o) const {
+    return chunk == o.chunk && stage == o.stage && virtual_stage == o.virtual_stage && first_block == o.first_block &&
+           blocks == o.blocks && embedding == o.embedding && head == o.head;
+  }
+};
+// The chunks of `table`, in global chunk order.
+std::vector<ChunkSpec> chunks_of(const StageTable& table);
+
 // Costs per stage: the layers of `graph` (the model of `ctx`), in topological order, cut
 // into pp·vpp chunks that balance predicted time. Requires pp·vpp <= blocks.
 // pp_links: the links between neighbouring stages.

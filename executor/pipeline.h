@@ -10,6 +10,7 @@
 
 #include <torch/torch.h>
 
+#include "cost_model/estimator.h"
 #include "cost_model/layout.h"
 #include "cost_model/model_spec.h"
 #include "executor/comm.h"
@@ -18,12 +19,6 @@
 #include "executor/optimizer.h"
 
 namespace sextant {
-
-// One chunk of the plan's partition (global chunk g runs on stage g mod pp).
-struct ChunkSpec {
-  int64_t chunk = 0, stage = 0, virtual_stage = 0, first_block = 0, blocks = 0;
-  bool embedding = false, head = false;
-};
 
 class Stage {
  public:

@@ -110,18 +110,10 @@ nlohmann::json plan_to_json(const SearchRequest& req, const Candidate& c,
                             const nlohmann::json& cluster_json) {
   const StageTable table = stage_table_for(req, c.layout);
   nlohmann::json stages = nlohmann::json::array();
-  int64_t first = 0;
-  for (size_t g = 0; g < table.blocks_per_chunk.size(); ++g) {
-    const int64_t count = table.blocks_per_chunk[g];
-    stages.push_back({{"chunk", g},
-                      {"stage", static_cast<int64_t>(g) % table.pp},
-                      {"virtual_stage", static_cast<int64_t>(g) / table.pp},
-                      {"first_block", first},
-                      {"blocks", count},
-                      {"embedding", g == 0},
-                      {"head", g + 1 == table.blocks_per_chunk.size()}});
-    first += count;
-  }
+  for (const ChunkSpec& c : chunks_of(table))
+    stages.push_back({{"chunk", c.chunk}, {"stage", c.stage}, {"virtual_stage", c.virtual_stage},
+                      {"first_block", c.first_block}, {"blocks", c.blocks}, {"embedding", c.embedding},
+                      {"head", c.head}});
   return {{"format", "sextant-plan 1"},
           {"cost_model_version", kCostModelVersion},
           {"model", model_spec_to_json(req.model)},
