@@ -14,6 +14,7 @@
 #include "cost_model/json_fields.h"
 #include "cost_model/measured_profile.h"
 #include "cost_model/store.h"
+#include "planner/plan_file.h"
 #include "planner/plan_output.h"
 #include "planner/search.h"
 #include "profiles/cluster_catalog.h"
@@ -31,7 +32,10 @@ void add_plan_command(CLI::App& app, PlanOptions& o) {
   plan->add_option("--precision", o.precision, "bf16, fp16 or fp32")->capture_default_str();
   plan->add_option("--attention", o.attention, "flash or standard (materialised scores)")
       ->capture_default_str();
-  plan->add_flag("--fp32-grads", o.fp32_grads, "Keep fp32 gradients (Megatron-LM main grads)");
+  CLI::Option* on = plan->add_flag("--fp32-grads", o.fp32_grads_on,
+                                   "Sum and reduce gradients in fp32 (Megatron-LM's main grads); default: on for "
+                                   "bf16 (as Megatron-LM forces), off for fp16");
+  plan->add_flag("--no-fp32-grads", o.fp32_grads_off, "Keep 16-bit gradients (2 bytes per parameter)")->excludes(on);
   plan->add_option("--fix", o.fix, "Pin axes: k=v,... (dp, tp, pp, vpp, zero, micro_batch, "
                                    "grad_accum, recompute, sequence_parallel, offload)");
   plan->add_option("--format", o.format, "table, json or csv")->capture_default_str();
@@ -43,6 +47,29 @@ void add_plan_command(CLI::App& app, PlanOptions& o) {
 }
 
 namespace {
+
+// The store's latest calibration with the GEMM factor of `figures` in force; InputError
+// when there is none, it corrects another cost model's predictions, or no fitted run used
+// these figures.
+Calibration calibration_in_force(const std::string& db, const std::string& figures) {
+  if (!std::filesystem::exists(db)) throw InputError("--calibrated", "", "no store at " + db);
+  const auto latest = Store(db).latest_calibration();
+  if (!latest) throw InputError("--calibrated", "", "no calibration in " + db + " (run `sextant calibrate`)");
+  const Calibration& c = latest->first;
+  if (c.cost_model_version != kCostModelVersion)
+    throw InputError("--calibrated", "", "calibration #" + std::to_string(c.id) + " corrects \"" + c.cost_model_version +
+                                             "\", not this \"" + kCostModelVersion +
+                                             "\"; plan and execute again, then run `sextant calibrate`");
+  const std::optional<Calibration> calibration = calibration_for(c, figures);
+  if (!calibration) {
+    std::string fitted;
+    for (const auto& entry : c.compute_factor_by_figures) fitted += (fitted.empty() ? "" : ", ") + entry.first;
+    throw InputError("--calibrated", "", "calibration #" + std::to_string(c.id) + " has no run predicted from " +
+                                             figures + " (fitted: " + fitted +
+                                             "); execute plans made with it, then run `sextant calibrate`");
+  }
+  return *calibration;
+}
 
 void check_range(const char* flag, int64_t value, int64_t lo, int64_t hi) {
   if (value < lo || value > hi)
@@ -68,39 +95,22 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
   if (req.model.name.empty()) req.model.name = o.model_path;
   nlohmann::json cluster_json;
   req.cluster = share_cpu_node(load_cluster(o.cluster, &cluster_json), o.gpus);
-  nlohmann::json profile_ref = nullptr;
-  int64_t profile_id = 0;
+  std::optional<ProfileRef> profile;
   if (!o.profile.empty()) {
     if (!std::filesystem::exists(o.db)) throw InputError("--profile", o.profile, "no store at " + o.db);
     const auto [id, json] = Store(o.db).load_profile(o.profile);
-    profile_id = id;
     req.cluster.device.measured = std::make_shared<MeasuredProfile>(json, id, "profile " + o.profile);
-    profile_ref = {{"name", o.profile}, {"id", id}, {"date", json.value("date", "")},
-                   {"machine", json.value("machine", nlohmann::json::object())},
-                   {"libraries", json.value("libraries", nlohmann::json::object())}};
+    profile = ProfileRef{o.profile, id, json.value("date", ""), json.value("machine", nlohmann::json::object()),
+                         json.value("libraries", nlohmann::json::object())};
   }
   // The calibration's GEMM factor is the one fitted for these figures (this profile, or the cluster).
-  const std::string figures = figures_source(o.profile, profile_id, req.cluster.name);
-  if (o.calibrated) {
-    if (!std::filesystem::exists(o.db)) throw InputError("--calibrated", "", "no store at " + o.db);
-    const auto latest = Store(o.db).latest_calibration();
-    if (!latest) throw InputError("--calibrated", "", "no calibration in " + o.db + " (run `sextant calibrate`)");
-    const std::optional<Calibration> calibration = calibration_for(latest->first, figures);
-    if (!calibration) {
-      std::string fitted;
-      for (const auto& entry : latest->first.compute_factor_by_figures)
-        fitted += (fitted.empty() ? "" : ", ") + entry.first;
-      throw InputError("--calibrated", "", "calibration #" + std::to_string(latest->first.id) +
-                                               " has no run predicted from " + figures + " (fitted: " + fitted +
-                                               "); execute plans made with it, then run `sextant calibrate`");
-    }
-    req.job.calibration = *calibration;
-  }
+  const std::string figures = figures_source(o.profile, profile ? profile->id : 0, req.cluster.name);
+  if (o.calibrated) req.calibration = calibration_in_force(o.db, figures);
   req.gpus = o.gpus;
   req.job.global_batch = o.global_batch;
   req.job.precision = precision_from_string(o.precision, "--precision");
   req.job.flash_attention = o.attention == "flash";
-  req.job.fp32_grads = o.fp32_grads;
+  req.job.fp32_grads = o.fp32_grads_on || (!o.fp32_grads_off && req.job.precision == Precision::bf16);
   req.fixed = parse_fixed_axes(o.fix);
   req.top_k = o.top;
 
@@ -118,26 +128,27 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
                             result.candidates[i].prediction});
   const int64_t search_id = Store(o.db).save_search(record);
   if (!o.out.empty() && !result.candidates.empty()) {
-    nlohmann::json plan = plan_to_json(req, result.candidates.front(), cluster_json);
-    plan["model"]["config"] = model_config;
-    plan["store"] = {{"search_id", search_id}, {"rank", 1}};  // runs of this plan link back here
-    plan["profile"] = profile_ref;  // null: the cluster description's figures
-    plan["calibration"] = req.job.calibration.id > 0 ? nlohmann::json(req.job.calibration.id) : nlohmann::json();
-    write_file_atomically(o.out, plan.dump(2) + "\n", "--out");
+    PlanFile plan = plan_file_for(req, result.candidates.front(), model_config, cluster_json);
+    plan.profile = profile;
+    plan.search_id = search_id;  // runs of this plan link back here
+    plan.search_rank = 1;
+    write_plan_file(o.out, plan);
   }
 
+  const nlohmann::json profile_json =
+      profile ? nlohmann::json({{"name", profile->name}, {"id", profile->id}}) : nlohmann::json();
   if (o.format == "json") {
     nlohmann::json j = search_to_json(req, result);
-    j["profile"] = profile_ref;
+    j["profile"] = profile_json;
     out << j.dump(2) << "\n";
   }
   else if (o.format == "csv") out << search_to_csv(result);
   else {
     out << search_to_table(req, result);
-    if (!o.profile.empty()) out << "figures from measured profile \"" << o.profile << "\" (#" << profile_ref["id"] << ")\n";
-    if (req.job.calibration.id > 0)
-      out << "step times calibrated by calibration #" << req.job.calibration.id << " (GEMM x"
-          << req.job.calibration.compute_factor << " for " << figures << ")\n";
+    if (profile) out << "figures from measured profile \"" << o.profile << "\" (#" << profile->id << ")\n";
+    if (req.calibration)
+      out << "step times calibrated by calibration #" << req.calibration->id << " (GEMM x"
+          << req.calibration->compute_factor << " for " << figures << ")\n";
   }
   if (!o.out.empty() && o.format == "table") out << "plan written to " << o.out << "\n";
 }

@@ -19,7 +19,9 @@ struct PlanOptions {
   int64_t seq = 0;  // 0: the model's context length
   std::string precision = "bf16";
   std::string attention = "flash";
-  bool fp32_grads = false;
+  // Gradients summed and reduced in fp32: --fp32-grads, --no-fp32-grads, or neither: on for
+  // bf16 (as Megatron-LM forces), off for fp16 (Megatron-LM's and the ZeRO paper's default).
+  bool fp32_grads_on = false, fp32_grads_off = false;
   std::string fix;
   std::string format = "table";
   int64_t top = 10;

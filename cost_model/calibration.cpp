@@ -20,6 +20,18 @@ double calibrated_step_s(const CalibrationFeatures& f, const Calibration& c) {
          c.per_layer_pass_s * f.layer_passes;
 }
 
+Prediction calibrated(const Prediction& p, const Calibration& c) {
+  Prediction out = p;
+  out.time.step_s = calibrated_step_s(calibration_features(p.time), c);
+  const double speedup = p.time.step_s / out.time.step_s;
+  out.tokens_per_s *= speedup;
+  out.model_tflops_per_gpu *= speedup;
+  out.hardware_tflops_per_gpu *= speedup;
+  out.mfu *= speedup;
+  out.hfu *= speedup;
+  return out;
+}
+
 std::string figures_source(const std::string& profile, int64_t profile_id, const std::string& cluster) {
   return profile.empty() ? "cluster " + cluster : "profile " + profile + " #" + std::to_string(profile_id);
 }
@@ -92,7 +104,7 @@ Calibration fit_calibration(const std::vector<CalibrationSample>& samples) {
 }
 
 nlohmann::json calibration_to_json(const Calibration& c) {
-  return {{"compute_factor_by_figures", c.compute_factor_by_figures}, {"vector_factor", c.vector_factor},
+  return {{"cost_model_version", c.cost_model_version}, {"compute_factor_by_figures", c.compute_factor_by_figures}, {"vector_factor", c.vector_factor},
           {"comm_factor", c.comm_factor}, {"per_layer_pass_s", c.per_layer_pass_s}};
 }
 
@@ -106,6 +118,7 @@ Calibration calibration_from_json(const nlohmann::json& j, int64_t id) {
   c.vector_factor = j.at("vector_factor").get<double>();
   c.comm_factor = j.at("comm_factor").get<double>();
   c.per_layer_pass_s = j.value("per_layer_pass_s", 0.0);
+  c.cost_model_version = j.value("cost_model_version", "");
   return c;
 }
 

@@ -24,17 +24,28 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "cost_model/calibration_factors.h"
 #include "cost_model/estimator.h"
-#include "cost_model/layout.h"
 
 namespace sextant {
+
+struct Calibration {
+  int64_t id = 0;  // 0: none
+  // GEMMs (and the optimizer step), one factor per source of device figures (a measured
+  // profile or a cluster description, see figures_source): each source is a measurement
+  // with its own error. compute_factor is the one in force for a prediction.
+  std::map<std::string, double> compute_factor_by_figures;
+  double compute_factor = 1;
+  double vector_factor = 1;   // memory-bound work: norms, activations, softmax, residuals
+  double comm_factor = 1, per_layer_pass_s = 0;
+  std::string cost_model_version;  // the cost model whose predictions the factors correct
+};
 
 struct CalibrationFeatures {
   double compute_s = 0, vector_s = 0, comm_s = 0, layer_passes = 0;
@@ -43,6 +54,9 @@ struct CalibrationFeatures {
 CalibrationFeatures calibration_features(const TimeBreakdown& time);
 // Uses calibration.compute_factor: pick it first with calibration_for.
 double calibrated_step_s(const CalibrationFeatures& features, const Calibration& calibration);
+// The prediction with its step time calibrated and the rates that follow from it
+// (tokens/s, TFLOP/s, MFU, HFU) rescaled; the breakdown keeps the uncalibrated parts.
+Prediction calibrated(const Prediction& prediction, const Calibration& calibration);
 
 // "profile NAME #ID" for a measured profile, "cluster NAME" for a cluster description.
 std::string figures_source(const std::string& profile, int64_t profile_id, const std::string& cluster);

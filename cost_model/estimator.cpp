@@ -5,7 +5,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "cost_model/calibration.h"
+#include "cost_model/json_fields.h"
 #include "cost_model/partition.h"
 #include "cost_model/schedule.h"
 
@@ -224,7 +224,6 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
     t.offload_s = std::max(t.offload_s, offload_s);
   }
   t.step_s = t.uncalibrated_step_s = pipeline_s + t.dp_comm_s + t.optimizer_s + t.offload_s;
-  if (job.calibration.id > 0) t.step_s = calibrated_step_s(calibration_features(t), job.calibration);
 
   // Throughput and FLOP rates.
   const double tokens = static_cast<double>(l.global_batch() * model.seq_len);
@@ -268,6 +267,42 @@ nlohmann::json prediction_to_json(const Prediction& p) {
                       {"comm_buffer_bytes", m.comm_buffer_bytes},
                       {"workspace_bytes", m.workspace_bytes}, {"reserved_bytes", m.reserved_bytes},
                       {"peak_bytes", m.peak_bytes}}}};
+}
+
+Prediction prediction_from_json(const nlohmann::json& json, const std::string& where) {
+  constexpr double kMax = 1e30;
+  const JsonFields f(json, where);
+  Prediction p;
+  p.time.step_s = f.number("step_time_s", 0, kMax);
+  p.tokens_per_s = f.number("tokens_per_s", 0, kMax);
+  p.model_tflops_per_gpu = f.number("model_tflops_per_gpu", 0, kMax);
+  p.hardware_tflops_per_gpu = f.number("hardware_tflops_per_gpu", 0, kMax);
+  p.mfu = f.number("mfu", 0, kMax);
+  p.hfu = f.number("hfu", 0, kMax);
+  const JsonFields t = f.object("time");
+  TimeBreakdown& tb = p.time;
+  tb.compute_s = t.number("compute_s", 0, kMax);
+  tb.vector_s = t.number_or("vector_s", 0, 0, kMax);
+  tb.layer_passes = t.number_or("layer_passes", 0, 0, kMax);
+  tb.tp_comm_s = t.number("tp_comm_s", 0, kMax);
+  tb.pp_p2p_s = t.number("pp_p2p_s", 0, kMax);
+  tb.bubble_s = t.number("bubble_s", 0, kMax);
+  tb.dp_comm_s = t.number("dp_comm_exposed_s", 0, kMax);
+  tb.optimizer_s = t.number("optimizer_s", 0, kMax);
+  tb.offload_s = t.number("offload_s", 0, kMax);
+  tb.uncalibrated_step_s = t.number_or("uncalibrated_step_s", tb.step_s, 0, kMax);
+  const JsonFields m = f.object("memory");
+  MemoryBreakdown& mb = p.memory;
+  mb.stage = m.integer("stage", 0, 1 << 20);
+  mb.params_bytes = m.number("params_bytes", 0, kMax);
+  mb.grads_bytes = m.number("grads_bytes", 0, kMax);
+  mb.optimizer_bytes = m.number("optimizer_bytes", 0, kMax);
+  mb.activations_bytes = m.number("activations_bytes", 0, kMax);
+  mb.comm_buffer_bytes = m.number("comm_buffer_bytes", 0, kMax);
+  mb.workspace_bytes = m.number("workspace_bytes", 0, kMax);
+  mb.reserved_bytes = m.number("reserved_bytes", 0, kMax);
+  mb.peak_bytes = m.number("peak_bytes", 0, kMax);
+  return p;
 }
 
 std::string infeasible_reason(const Prediction& p) {

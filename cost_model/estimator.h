@@ -9,7 +9,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cost_model/calibration_factors.h"
 #include "cost_model/cluster_spec.h"
 #include "cost_model/collective.h"
 #include "cost_model/layer_cost.h"
@@ -19,7 +18,9 @@
 
 namespace sextant {
 
-inline constexpr const char* kCostModelVersion = "sextant-cost-model 1";
+// Bumped with every change that moves a prediction; tests/planner/cost_model_version_test.cpp
+// holds predictions against the version that made them.
+inline constexpr const char* kCostModelVersion = "sextant-cost-model 2";
 
 struct JobSpec {
   int64_t global_batch = 1;
@@ -28,8 +29,6 @@ struct JobSpec {
   // Megatron-LM keeps fp32 main gradients (4 bytes/param) under 16-bit training;
   // the default is DESIGN.md's 2-byte gradients.
   bool fp32_grads = false;
-  // Correction factors fitted to measured runs (sextant calibrate); id 0: none.
-  Calibration calibration;
 };
 
 struct StageSummary {
@@ -94,6 +93,7 @@ struct TimeBreakdown {
   double dp_comm_s = 0;  // exposed part only
   double optimizer_s = 0, offload_s = 0, step_s = 0;
   double uncalibrated_step_s = 0;  // the parts above summed; step_s differs under a calibration
+                                   // (cost_model/calibration.h, applied by the planner)
   double layer_passes = 0;  // layers run on the critical path (see calibration.h)
 };
 
@@ -115,6 +115,9 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
                    const GroupLinks& dp_links);
 
 nlohmann::json prediction_to_json(const Prediction& prediction);
+// Inverse of prediction_to_json (feasible and capacity are not part of it); InputError
+// naming `where` and the field on anything missing or out of range.
+Prediction prediction_from_json(const nlohmann::json& json, const std::string& where);
 // Why an infeasible prediction does not fit: which rank, by how many bytes. "" if it fits.
 std::string infeasible_reason(const Prediction& prediction);
 

@@ -2,14 +2,18 @@
 // bound to statements, never pasted into SQL.
 #include "cost_model/store.h"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <ctime>
-#include <algorithm>
+#include <fstream>
+#include <sstream>
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include "cost_model/error.h"
-#include "cost_model/calibration.h"
 
 namespace sextant {
 namespace {
@@ -62,6 +66,18 @@ const std::vector<const char*>& migrations() {
         id INTEGER PRIMARY KEY, created_at TEXT NOT NULL, cost_model_version TEXT NOT NULL,
         factors_json TEXT NOT NULL, fit_runs_json TEXT NOT NULL, summary_json TEXT NOT NULL);
       )sql",
+      // Runs are written as they happen: a status, and who runs it, to tell a run still
+      // going from one whose process died. Runs stored before this all finished.
+      R"sql(
+      ALTER TABLE runs ADD COLUMN status TEXT NOT NULL DEFAULT 'finished';
+      ALTER TABLE runs ADD COLUMN error TEXT NOT NULL DEFAULT '';
+      ALTER TABLE runs ADD COLUMN ended_at TEXT NOT NULL DEFAULT '';
+      ALTER TABLE runs ADD COLUMN host TEXT NOT NULL DEFAULT '';
+      ALTER TABLE runs ADD COLUMN pid INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE runs ADD COLUMN process_start TEXT NOT NULL DEFAULT '';
+      UPDATE runs SET ended_at = created_at;
+      CREATE INDEX runs_by_status ON runs(status);
+      )sql",
   };
   return steps;
 }
@@ -73,14 +89,58 @@ std::string now_utc() {
   return buf;
 }
 
+std::string host_name() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0) return "";
+  return name;
+}
+
+// Identifies a process across pid reuse: the boot and the process's start time in clock
+// ticks since boot (proc(5), /proc/PID/stat field 22). "" where /proc cannot tell.
+std::string process_start(int64_t pid) {
+  std::ifstream boot("/proc/sys/kernel/random/boot_id"), stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string boot_id, line;
+  if (!std::getline(boot, boot_id) || !std::getline(stat, line)) return "";
+  const size_t after_name = line.rfind(')');  // the command name may hold spaces
+  if (after_name == std::string::npos) return "";
+  std::istringstream fields(line.substr(after_name + 2));  // field 3 onwards
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+  }
+  return boot_id + ":" + field;
+}
+
+// Whether the process that began a run on this host has ended.
+bool process_gone(int64_t pid, const std::string& started) {
+  if (pid <= 0) return false;
+  if (!started.empty()) return process_start(pid) != started;
+  return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
+const char* const kRunStatusNames[] = {"running", "finished", "failed", "aborted"};
+
+RunStatus run_status_from(const std::string& text) {
+  for (int i = 0; i < 4; ++i)
+    if (text == kRunStatusNames[i]) return static_cast<RunStatus>(i);
+  throw std::invalid_argument("store: unknown run status " + text);
+}
+
 }  // namespace
+
+const char* to_string(RunStatus status) { return kRunStatusNames[static_cast<int>(status)]; }
 
 Store::Store(const std::string& path) : path_(path) {
   try {
     db_ = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
     db_->exec("PRAGMA foreign_keys = ON");
     db_->setBusyTimeout(5000);
+    // Write-ahead log: readers (compare) never block a run appending its steps, and a
+    // process killed mid-transaction leaves the file intact. NORMAL syncs at checkpoints:
+    // durable against a killed process, which is what runs must survive.
+    db_->exec("PRAGMA journal_mode = WAL");
+    db_->exec("PRAGMA synchronous = NORMAL");
     migrate();
+    mark_aborted_runs();
   } catch (const SQLite::Exception& e) {
     throw InputError("--db", path, std::string("cannot open a writable SQLite database: ") + e.what());
   }
@@ -202,44 +262,100 @@ int64_t Store::save_search(const SearchRecord& r) {
   });
 }
 
-int64_t Store::save_run(const RunRecord& r) {
+int64_t Store::begin_run(const RunStart& r) {
   return write([&](SQLite::Database& db) {
     SQLite::Statement run(db,
         "INSERT INTO runs (created_at, plan_path, search_id, plan_json, model_name, cluster_name, world_size, "
-        "layout_json, data, predicted_step_time_s, predicted_tokens_per_s, predicted_peak_bytes, cost_model_version) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        "layout_json, data, predicted_step_time_s, predicted_tokens_per_s, predicted_peak_bytes, cost_model_version, "
+        "status, host, pid, process_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)");
     int i = 1;
     run.bind(i++, now_utc());
     run.bind(i++, r.plan_path);
     if (r.search_id > 0) run.bind(i++, r.search_id);
     else run.bind(i++);  // NULL: a plan file from elsewhere
-    run.bind(i++, r.plan.dump());
+    run.bind(i++, r.plan_json);
     run.bind(i++, r.model_name);
     run.bind(i++, r.cluster_name);
     run.bind(i++, r.world_size);
-    run.bind(i++, r.layout.dump());
+    run.bind(i++, r.layout_json);
     run.bind(i++, r.data);
     run.bind(i++, r.predicted_step_time_s);
     run.bind(i++, r.predicted_tokens_per_s);
     run.bind(i++, r.predicted_peak_bytes);
     run.bind(i++, r.cost_model_version);
+    run.bind(i++, host_name());
+    run.bind(i++, static_cast<int64_t>(getpid()));
+    run.bind(i++, process_start(getpid()));
     run.exec();
-    const int64_t run_id = db.getLastInsertRowid();
+    return db.getLastInsertRowid();
+  });
+}
+
+void Store::append_step(int64_t run_id, const StepRecord& st) {
+  write([&](SQLite::Database& db) {
     SQLite::Statement step(db,
         "INSERT INTO run_steps (run_id, step, loss, step_time_s, tokens_per_s, mfu, peak_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)");
-    for (const StepRecord& st : r.steps) {
-      step.bind(1, run_id);
-      step.bind(2, st.step);
-      step.bind(3, st.loss);
-      step.bind(4, st.step_time_s);
-      step.bind(5, st.tokens_per_s);
-      step.bind(6, st.mfu);
-      step.bind(7, st.peak_bytes);
-      step.exec();
-      step.reset();
-    }
+    step.bind(1, run_id);
+    step.bind(2, st.step);
+    step.bind(3, st.loss);
+    step.bind(4, st.step_time_s);
+    step.bind(5, st.tokens_per_s);
+    step.bind(6, st.mfu);
+    step.bind(7, st.peak_bytes);
+    step.exec();
     return run_id;
   });
+}
+
+void Store::end_run(int64_t run_id, RunStatus status, const std::string& error) {
+  write([&](SQLite::Database& db) {
+    SQLite::Statement end(db, "UPDATE runs SET status = ?, error = ?, ended_at = ? WHERE id = ?");
+    end.bind(1, to_string(status));
+    end.bind(2, error);
+    end.bind(3, now_utc());
+    end.bind(4, run_id);
+    end.exec();
+    return run_id;
+  });
+}
+
+void Store::mark_aborted_runs() {
+  const std::string host = host_name();
+  std::vector<std::pair<int64_t, int64_t>> gone;  // run id, pid
+  SQLite::Statement q(*db_, "SELECT id, pid, process_start FROM runs WHERE status = 'running' AND host = ?");
+  q.bind(1, host);
+  while (q.executeStep())
+    if (process_gone(q.getColumn(1).getInt64(), q.getColumn(2).getString()))
+      gone.push_back({q.getColumn(0).getInt64(), q.getColumn(1).getInt64()});
+  for (const auto& [id, pid] : gone)
+    end_run(id, RunStatus::aborted, "process " + std::to_string(pid) + " on " + host + " ended without finishing the run");
+}
+
+std::vector<StoredRun> Store::runs() const {
+  std::vector<StoredRun> out;
+  SQLite::Statement runs(*db_,
+      "SELECT id, created_at, ended_at, status, error, plan_path, plan_json, data, world_size FROM runs ORDER BY id");
+  SQLite::Statement steps(*db_,
+      "SELECT step, loss, step_time_s, tokens_per_s, mfu, peak_bytes FROM run_steps WHERE run_id = ? ORDER BY step");
+  while (runs.executeStep()) {
+    StoredRun r;
+    r.id = runs.getColumn(0).getInt64();
+    r.created_at = runs.getColumn(1).getString();
+    r.ended_at = runs.getColumn(2).getString();
+    r.status = run_status_from(runs.getColumn(3).getString());
+    r.error = runs.getColumn(4).getString();
+    r.plan_path = runs.getColumn(5).getString();
+    r.plan_json = runs.getColumn(6).getString();
+    r.data = runs.getColumn(7).getString();
+    r.world_size = runs.getColumn(8).getInt64();
+    steps.bind(1, r.id);
+    while (steps.executeStep())
+      r.steps.push_back({steps.getColumn(0).getInt64(), steps.getColumn(1).getDouble(), steps.getColumn(2).getDouble(),
+                         steps.getColumn(3).getDouble(), steps.getColumn(4).getDouble(), steps.getColumn(5).getDouble()});
+    steps.reset();
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 int64_t Store::save_profile(const nlohmann::json& profile) {
@@ -274,7 +390,7 @@ int64_t Store::save_calibration(const Calibration& c, const std::vector<int64_t>
         "INSERT INTO calibrations (created_at, cost_model_version, factors_json, fit_runs_json, summary_json) "
         "VALUES (?, ?, ?, ?, ?)");
     insert.bind(1, now_utc());
-    insert.bind(2, kCostModelVersion);
+    insert.bind(2, c.cost_model_version);
     insert.bind(3, calibration_to_json(c).dump());
     insert.bind(4, nlohmann::json(fit_runs).dump());
     insert.bind(5, summary.dump());
@@ -284,63 +400,12 @@ int64_t Store::save_calibration(const Calibration& c, const std::vector<int64_t>
 }
 
 std::optional<std::pair<Calibration, std::vector<int64_t>>> Store::latest_calibration() const {
-  SQLite::Statement q(*db_, "SELECT id, factors_json, fit_runs_json FROM calibrations ORDER BY id DESC LIMIT 1");
+  SQLite::Statement q(*db_,
+      "SELECT id, factors_json, fit_runs_json, cost_model_version FROM calibrations ORDER BY id DESC LIMIT 1");
   if (!q.executeStep()) return std::nullopt;
-  return std::make_pair(calibration_from_json(nlohmann::json::parse(q.getColumn(1).getString()), q.getColumn(0).getInt64()),
-                        nlohmann::json::parse(q.getColumn(2).getString()).get<std::vector<int64_t>>());
-}
-
-std::vector<RunComparison> Store::compare_runs() const {
-  std::vector<RunComparison> out;
-  SQLite::Statement runs(*db_,
-      "SELECT id, created_at, model_name, cluster_name, layout_json, cost_model_version, predicted_step_time_s, "
-      "predicted_tokens_per_s, predicted_peak_bytes, plan_json FROM runs ORDER BY id");
-  while (runs.executeStep()) {
-    RunComparison c;
-    c.run_id = runs.getColumn(0).getInt64();
-    c.created_at = runs.getColumn(1).getString();
-    c.model_name = runs.getColumn(2).getString();
-    c.cluster_name = runs.getColumn(3).getString();
-    c.layout = runs.getColumn(4).getString();
-    c.cost_model_version = runs.getColumn(5).getString();
-    c.predicted_step_time_s = runs.getColumn(6).getDouble();
-    c.predicted_tokens_per_s = runs.getColumn(7).getDouble();
-    c.predicted_peak_bytes = runs.getColumn(8).getDouble();
-    // What the prediction rests on, and its breakdown, from the plan the run executed.
-    const nlohmann::json plan = nlohmann::json::parse(runs.getColumn(9).getString());
-    const bool profiled = plan.contains("profile") && plan["profile"].is_object();
-    c.profile = profiled ? plan["profile"].value("name", "") : "";
-    c.figures = figures_source(c.profile, profiled ? plan["profile"].value("id", int64_t{0}) : 0, c.cluster_name);
-    const nlohmann::json& t = plan.at("predicted").at("time");
-    TimeBreakdown time;
-    time.compute_s = t.at("compute_s");
-    time.vector_s = t.value("vector_s", 0.0);
-    time.tp_comm_s = t.at("tp_comm_s");
-    time.pp_p2p_s = t.at("pp_p2p_s");
-    time.bubble_s = t.at("bubble_s");
-    time.dp_comm_s = t.at("dp_comm_exposed_s");
-    time.optimizer_s = t.at("optimizer_s");
-    time.offload_s = t.at("offload_s");
-    time.layer_passes = t.value("layer_passes", 0.0);
-    c.features = calibration_features(time);
-    SQLite::Statement steps(*db_, "SELECT step_time_s, peak_bytes, loss FROM run_steps WHERE run_id = ? ORDER BY step");
-    steps.bind(1, c.run_id);
-    std::vector<double> times;
-    while (steps.executeStep()) {
-      times.push_back(steps.getColumn(0).getDouble());
-      c.measured_peak_bytes = std::max(c.measured_peak_bytes, steps.getColumn(1).getDouble());
-      c.final_loss = steps.getColumn(2).getDouble();
-    }
-    c.steps = static_cast<int64_t>(times.size());
-    if (times.size() > 1) times.erase(times.begin());  // the first step warms up
-    if (!times.empty()) {
-      std::sort(times.begin(), times.end());
-      c.measured_step_time_s = times[times.size() / 2];
-      c.measured_tokens_per_s = c.predicted_tokens_per_s * c.predicted_step_time_s / c.measured_step_time_s;
-    }
-    out.push_back(c);
-  }
-  return out;
+  Calibration c = calibration_from_json(nlohmann::json::parse(q.getColumn(1).getString()), q.getColumn(0).getInt64());
+  c.cost_model_version = q.getColumn(3).getString();
+  return std::make_pair(c, nlohmann::json::parse(q.getColumn(2).getString()).get<std::vector<int64_t>>());
 }
 
 }  // namespace sextant

@@ -1,6 +1,7 @@
 // The SQLite store: one file holds clusters, searches and their ranked plans with the
-// predicted breakdown (later: profiles, runs, calibrations). The schema is versioned
-// (PRAGMA user_version) and migrated forward on open; every write is one transaction.
+// predicted breakdown, profiles, runs with their steps, and calibrations. The schema is
+// versioned (PRAGMA user_version) and migrated forward on open; every write is one
+// transaction. The store keeps and returns records; their analysis lives in the planner.
 #pragma once
 
 #include <cstdint>
@@ -44,32 +45,32 @@ struct StepRecord {
   double loss = 0, step_time_s = 0, tokens_per_s = 0, mfu = 0, peak_bytes = 0;
 };
 
-// One `sextant execute` run: the plan it executed (with its prediction) and what it measured.
-struct RunRecord {
+enum class RunStatus { running, finished, failed, aborted };
+const char* to_string(RunStatus status);
+
+// What a `sextant execute` run stores when it starts: the plan it executes (the plan file's
+// JSON, written by planner/plan_file.h) and a few of its fields as columns for SQL readers.
+struct RunStart {
   std::string plan_path;
   int64_t search_id = 0;  // the stored search that produced the plan, 0 if unknown
-  nlohmann::json plan;
+  std::string plan_json;  // the plan file as executed
   std::string model_name, cluster_name, data;
   int64_t world_size = 0;
-  nlohmann::json layout;
+  std::string layout_json;
   double predicted_step_time_s = 0, predicted_tokens_per_s = 0, predicted_peak_bytes = 0;
-  std::string cost_model_version;
-  std::vector<StepRecord> steps;
+  std::string cost_model_version;  // the plan's: the model that made its predictions
 };
 
-// Predicted against measured for one run: the measured step time is the median over its
-// steps after the first (warm-up), tokens/s follows from it, peak is the largest step's.
-struct RunComparison {
-  int64_t run_id = 0;
-  std::string created_at, model_name, cluster_name, layout, cost_model_version;
-  int64_t steps = 0;
-  double predicted_step_time_s = 0, measured_step_time_s = 0;
-  double predicted_tokens_per_s = 0, measured_tokens_per_s = 0;
-  double predicted_peak_bytes = 0, measured_peak_bytes = 0;
-  double final_loss = 0;
-  std::string profile;            // measured profile the prediction used, "" for the cluster description
-  std::string figures;            // figures_source: that profile with its id, or the cluster
-  CalibrationFeatures features;   // the prediction's breakdown, for calibration
+// A stored run as it is, for the analysis (planner/run_report.h) to read: the plan's JSON,
+// how the run ended and every step it finished.
+struct StoredRun {
+  int64_t id = 0;
+  std::string created_at, ended_at;  // ended_at "" while running
+  RunStatus status = RunStatus::running;
+  std::string error;  // failed or aborted: why
+  std::string plan_path, plan_json, data;
+  int64_t world_size = 0;
+  std::vector<StepRecord> steps;  // in step order
 };
 
 class Store {
@@ -85,9 +86,15 @@ class Store {
   // Writes the search, its cluster and plans in one transaction; returns the search id.
   int64_t save_search(const SearchRecord& record);
   int64_t count(const std::string& table) const;  // rows in a known table (tests, reports)
-  // Writes a run and its steps in one transaction; returns the run id.
-  int64_t save_run(const RunRecord& run);
-  std::vector<RunComparison> compare_runs() const;
+  // Runs are written as they happen, so a run that is killed keeps what it measured: it is
+  // stored (status running) when it starts, each finished step is appended in its own
+  // transaction, and it ends as finished or failed. A run still `running` whose process is
+  // gone (same host: no such process, or another one under its pid) is marked aborted
+  // whenever a store is opened; one from another host is left as it is.
+  int64_t begin_run(const RunStart& run);
+  void append_step(int64_t run_id, const StepRecord& step);
+  void end_run(int64_t run_id, RunStatus status, const std::string& error = "");
+  std::vector<StoredRun> runs() const;
   // A measured profile (`sextant profile`), stored under its name; a name may be measured
   // again, and the latest wins. Shipped cluster descriptions are never touched.
   int64_t save_profile(const nlohmann::json& profile);
@@ -99,6 +106,7 @@ class Store {
 
  private:
   void migrate();
+  void mark_aborted_runs();
   // Runs `body` (which returns the new row's id) in one transaction; SQLite failures
   // become InputError naming the store.
   template <typename Body>

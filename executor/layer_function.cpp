@@ -70,7 +70,9 @@ struct LayerFunction : torch::autograd::Function<LayerFunction> {
 
 torch::Tensor run_layer(const LayerRun& run, const std::vector<torch::Tensor>& inputs) {
   TORCH_CHECK(!inputs.empty() && inputs.size() <= 3, "run_layer takes one to three inputs");
-  if (!run.recompute && !run.sharded) return run.forward(inputs);
+  // Recompute only matters where autograd would keep activations: not inside a recomputing
+  // layer's first forward (the attention core of a fully recomputed block under flash).
+  if ((!run.recompute || !torch::GradMode::is_enabled()) && !run.sharded) return run.forward(inputs);
   std::vector<torch::Tensor> args = inputs;
   // A layer fed only by data (the embedding) still needs its backward to run for its
   // parameters: an empty input that requires grad makes the output require grad.

@@ -92,22 +92,28 @@ torch::Tensor rotary(const torch::Tensor& x, const ModelSpec& m) {
   return rot == d ? rotated : torch::cat({rotated, x.narrow(3, rot, d - rot)}, -1);
 }
 
+// LibTorch 2.x has a fused attention kernel (flash or memory-efficient on a GPU); 1.13 has none.
+constexpr bool kHaveFusedAttention = TORCH_VERSION_MAJOR >= 2;
+
 // Causal softmax attention with grouped key/value heads. q [s, b, hq, d], k and v
-// [s, b, hkv, d] -> [s, b, hq·d].
-torch::Tensor attention_core(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+// [s, b, hkv, d] -> [s, b, hq·d]. `fused`: LibTorch's fused kernel, else the scores are
+// materialised.
+torch::Tensor attention_core(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool fused) {
   const int64_t s = q.size(0), b = q.size(1), hq = q.size(2), d = q.size(3), group = hq / k.size(2);
   torch::Tensor qh = q.permute({1, 2, 0, 3});
   torch::Tensor kh = k.permute({1, 2, 0, 3}).repeat_interleave(group, 1);
   torch::Tensor vh = v.permute({1, 2, 0, 3}).repeat_interleave(group, 1);
+  torch::Tensor context;
+  if (fused) {
 #if TORCH_VERSION_MAJOR >= 2
-  // LibTorch 2.x: the fused kernel (flash or memory-efficient attention on a GPU).
-  torch::Tensor context = at::scaled_dot_product_attention(qh, kh, vh, {}, 0.0, /*is_causal=*/true);
-#else
-  torch::Tensor scores = torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(d));
-  torch::Tensor mask = torch::ones({s, s}, q.options().dtype(torch::kBool)).triu(1);
-  scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
-  torch::Tensor context = torch::matmul(torch::softmax(scores, -1, torch::kFloat).to(vh.scalar_type()), vh);
+    context = at::scaled_dot_product_attention(qh, kh, vh, {}, 0.0, /*is_causal=*/true);
 #endif
+  } else {
+    torch::Tensor scores = torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(d));
+    torch::Tensor mask = torch::ones({s, s}, q.options().dtype(torch::kBool)).triu(1);
+    scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
+    context = torch::matmul(torch::softmax(scores, -1, torch::kFloat).to(vh.scalar_type()), vh);
+  }
   return context.permute({2, 0, 1, 3}).reshape({s, b, hq * d});
 }
 
@@ -123,13 +129,18 @@ torch::Tensor attention(const ParamMap& p, const std::string& prefix, const torc
     q = rotary(q, m);
     k = rotary(k, m);
   }
+  // Flash attention keeps no s×s scores for backward: LibTorch 2's fused kernel, or on
+  // LibTorch 1.13 (which has none) the explicit core recomputed in backward, as flash
+  // attention's own backward rebuilds the scores. Selective recompute does the same to
+  // whichever core runs.
+  const bool fused = ctx.flash_attention && kHaveFusedAttention;
   torch::Tensor context;
-  if (ctx.selective_recompute) {  // keep q, k, v; rebuild the scores in backward
-    LayerRun core{[](const std::vector<torch::Tensor>& in) { return attention_core(in[0], in[1], in[2]); },
+  if (ctx.selective_recompute || (ctx.flash_attention && !fused)) {  // keep q, k, v; rebuild the scores in backward
+    LayerRun core{[fused](const std::vector<torch::Tensor>& in) { return attention_core(in[0], in[1], in[2], fused); },
                   /*recompute=*/true, nullptr};
     context = run_layer(core, {q, k, v});
   } else {
-    context = attention_core(q, k, v);
+    context = attention_core(q, k, v, fused);
   }
   return row_parallel(p, prefix + "o", context, ctx);
 }

@@ -44,6 +44,7 @@ struct ModelContext {
   Comm* tp = nullptr;
   bool sequence_parallel = false;
   bool selective_recompute = false;
+  bool flash_attention = true;  // keep no s×s attention scores for backward (the plan's job.flash_attention)
 };
 
 // tokens [b, s] -> hidden [s, b, h] (sequence parallel: [s/tp, b, h]).

@@ -9,9 +9,11 @@
 namespace sextant {
 
 Stage::Stage(const ModelSpec& model, const ParallelLayout& layout, const std::vector<ChunkSpec>& partition,
-             CommGroups& comm, uint64_t seed, torch::ScalarType working_dtype, torch::Device device)
+             CommGroups& comm, uint64_t seed, torch::ScalarType working_dtype, torch::Device device,
+             bool flash_attention)
     : model_(model), layout_(layout), comm_(comm), dtype_(working_dtype), device_(device), seed_(seed) {
-  ctx_ = ModelContext{&model_, comm_.tp.get(), layout.sequence_parallel, layout.recompute == Recompute::selective};
+  ctx_ = ModelContext{&model_, comm_.tp.get(), layout.sequence_parallel, layout.recompute == Recompute::selective,
+                      flash_attention};
   for (const ChunkSpec& spec : partition) {
     if (spec.stage != comm_.coord.pp) continue;
     Chunk chunk{spec, {}};

@@ -24,7 +24,7 @@ class Stage {
  public:
   Stage(const ModelSpec& model, const ParallelLayout& layout, const std::vector<ChunkSpec>& partition,
         CommGroups& groups, uint64_t seed, torch::ScalarType working_dtype = torch::kFloat,
-        torch::Device device = torch::kCPU);
+        torch::Device device = torch::kCPU, bool flash_attention = true);
 
   // Forward and backward of every micro-batch of one step. tokens: [m, b, s + 1] for this
   // dp rank. Each micro-batch's summed token loss is scaled by loss_scale before backward.

@@ -10,13 +10,13 @@
 #include <fstream>
 #include <iomanip>
 #include <limits>
+#include <optional>
 #include <ostream>
 
 #include <torch/version.h>
 #include <unistd.h>
 
 #include "cost_model/error.h"
-#include "cost_model/json_fields.h"
 #include "cost_model/model_graph.h"
 #include "cost_model/store.h"
 #include "executor/checkpoint.h"
@@ -35,28 +35,6 @@ struct StepStats {
   bool skipped = false;
   double loss_scale = 1;
 };
-
-std::vector<ChunkSpec> read_partition(const nlohmann::json& plan, const std::string& where, const ParallelLayout& l,
-                                      int64_t layers) {
-  if (!plan.contains("partition") || !plan["partition"].is_array())
-    throw InputError(where, "partition", "missing; write the plan with `sextant plan --out`");
-  std::vector<ChunkSpec> out;
-  int64_t next_block = 0;
-  for (const nlohmann::json& c : plan["partition"]) {
-    JsonFields f(c, where + ": partition");
-    ChunkSpec s{f.integer("chunk", 0, 1 << 20), f.integer("stage", 0, 1 << 20), f.integer("virtual_stage", 0, 1 << 10),
-                f.integer("first_block", 0, layers), f.integer("blocks", 1, layers), f.boolean_or("embedding", false),
-                f.boolean_or("head", false)};
-    if (s.first_block != next_block || s.stage != s.chunk % l.pp || s.virtual_stage != s.chunk / l.pp)
-      throw InputError(where, "partition", "chunks must cover the blocks in order, chunk g on stage g mod pp");
-    next_block += s.blocks;
-    out.push_back(s);
-  }
-  if (static_cast<int64_t>(out.size()) != l.pp * l.vpp || next_block != layers || !out.front().embedding ||
-      !out.back().head)
-    throw InputError(where, "partition", "must have pp*vpp chunks covering all " + std::to_string(layers) + " blocks");
-  return out;
-}
 
 // A deliberate failure for the failure tests: SEXTANT_FAULT="kill:RANK:STEP" makes that
 // rank kill itself when the step starts.
@@ -218,34 +196,56 @@ void dump_weights(Stage& stage, CommGroups& comm, const std::string& dir) {
 
 }  // namespace
 
-PlanFile read_plan_file(const std::string& path) {
-  PlanFile p;
-  p.path = path;
-  p.json = JsonFields::load_object_file(path);
-  JsonFields top(p.json, path);
-  JsonFields model = top.object("model");
-  JsonFields job = top.object("job");
-  const int64_t seq = job.integer("seq_len", 1, 1 << 22);
-  p.model = model_spec_from_json(model.object("config").json(), path + ": model.config", seq);
-  if (p.model.name.empty()) p.model.name = model.string_or("name", "model");
-  if (model.integer("params", 1, int64_t{1} << 62) != p.model.total_params())
-    throw InputError(path, "model.params", "does not match the model config (" + std::to_string(p.model.total_params()) + ")");
-  p.job.global_batch = job.integer("global_batch", 1, int64_t{1} << 31);
-  p.job.precision = precision_from_string(job.string("precision"), path + ": job.precision");
-  p.layout = layout_from_json(top.object("layout").json(), path);
-  p.cluster = share_cpu_node(cluster_spec_from_json(top.object("cluster").json(), path + ": cluster"),
-                             p.layout.world_size());
-  if (p.layout.global_batch() != p.job.global_batch)
-    throw InputError(path, "layout", "dp*micro_batch*grad_accum must equal job.global_batch");
-  if (p.layout.vpp > 1 && p.layout.grad_accum % p.layout.pp != 0)
-    throw InputError(path, "layout", "interleaving (vpp > 1) needs grad_accum divisible by pp");
-  p.partition = read_partition(p.json, path, p.layout, p.model.num_layers);
-  JsonFields predicted = top.object("predicted");
-  p.predicted_step_time_s = predicted.number("step_time_s", 0, 1e30);
-  p.predicted_tokens_per_s = predicted.number("tokens_per_s", 0, 1e30);
-  p.predicted_peak_bytes = predicted.object("memory").number("peak_bytes", 0, 1e30);
-  return p;
+namespace {
+
+// Every job field the plan carries, honoured or refused: global_batch and seq_len shape the
+// batches, precision picks the working dtype (working_dtype refuses what this LibTorch
+// cannot compute in), flash_attention keeps no attention scores for backward (model.cpp),
+// and fp32_grads must hold under 16-bit training, where gradients are always summed over
+// micro-batches and reduced over dp in fp32.
+void check_job(const PlanFile& plan, const std::string& path) {
+  if (plan.job.precision != Precision::fp32 && !plan.job.fp32_grads)
+    throw InputError(path, "job.fp32_grads",
+                     "false (16-bit gradients) is not supported: the executor sums and reduces gradients in fp32; "
+                     "plan with --fp32-grads");
+  if (plan.layout.offload != Offload::none)
+    throw InputError(path, "layout.offload", "offload is not supported by the executor yet");
 }
+
+// Rank 0 alone opens the store and the metrics file; when that fails every rank must stop
+// with it, before the first collective, or the others would wait there for ever.
+template <typename Open>
+void open_on_rank0(int rank, Open&& open) {
+  std::exception_ptr failure;
+  if (rank == 0) try {
+      open();
+    } catch (const InputError&) {
+      failure = std::current_exception();
+    }
+  int failed = failure ? 1 : 0;
+  MPI_CHECK(MPI_Bcast(&failed, 1, MPI_INT, 0, MPI_COMM_WORLD));
+  if (failure) std::rethrow_exception(failure);
+  if (failed) throw InputError("rank 0", "", "could not open the store or the metrics file");
+}
+
+RunStart run_start(const PlanFile& plan, const ExecuteOptions& o) {
+  RunStart r;
+  r.plan_path = o.plan_path;
+  r.search_id = plan.search_id;
+  r.plan_json = plan_file_to_json(plan).dump();
+  r.model_name = plan.model.name;
+  r.cluster_name = plan.cluster.name;
+  r.data = o.data;
+  r.world_size = plan.layout.world_size();
+  r.layout_json = layout_to_json(plan.layout).dump();
+  r.predicted_step_time_s = plan.prediction.time.step_s;
+  r.predicted_tokens_per_s = plan.prediction.tokens_per_s;
+  r.predicted_peak_bytes = plan.prediction.memory.peak_bytes;
+  r.cost_model_version = plan.cost_model_version;
+  return r;
+}
+
+}  // namespace
 
 void execute_plan(const ExecuteOptions& o, std::ostream& log) {
   const PlanFile plan = read_plan_file(o.plan_path);
@@ -259,16 +259,16 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
                                                 std::to_string(l.world_size()));
   if (const std::string why = unsupported_reason(plan.model, l); !why.empty()) throw InputError(o.plan_path, "model", why);
   const torch::ScalarType dtype = working_dtype(plan.job.precision, o.plan_path);
-  if (l.offload != Offload::none) throw InputError(o.plan_path, "layout.offload", "offload is not supported by the executor yet");
+  check_job(plan, o.plan_path);
   if (o.steps < 1) throw InputError("--steps", "", "must be at least 1");
   if (o.resume && o.checkpoint_dir.empty()) throw InputError("--resume", "", "needs --checkpoint-dir");
   auto source = open_token_source(o.data, plan.model.vocab_size, plan.model.seq_len);
-
   const torch::Device device = pick_device(o.device);
+
   install_counting_allocator();
   torch::set_num_threads(1);  // one core per rank
   CommGroups comm = device.is_cuda() ? make_gpu_comm_groups(l, device.index()) : make_comm_groups(l);
-  Stage stage(plan.model, l, plan.partition, comm, o.seed, dtype, device);
+  Stage stage(plan.model, l, plan.partition, comm, o.seed, dtype, device, plan.job.flash_attention);
   LossScaler scaler(plan.job.precision == Precision::fp16);
   const nlohmann::json identity = {{"layout", layout_to_json(l)}, {"params", plan.model.total_params()},
                                    {"seq_len", plan.model.seq_len}, {"global_batch", plan.job.global_batch},
@@ -279,48 +279,61 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
     restore_state(stage, state);
     first = step;
   }
+  // The outputs are opened last, once the input has been checked: bad input writes nothing.
+  std::optional<Store> store;
   std::ofstream metrics;
-  if (world_rank == 0 && !o.metrics_out.empty()) {
-    metrics.open(o.metrics_out, o.resume ? std::ios::app : std::ios::trunc);
-    if (!metrics) throw InputError("--metrics-out", o.metrics_out, "cannot open for writing");
-  }
+  open_on_rank0(world_rank, [&] {
+    store.emplace(o.db);
+    if (!o.metrics_out.empty()) {
+      metrics.open(o.metrics_out, o.resume ? std::ios::app : std::ios::trunc);
+      if (!metrics) throw InputError("--metrics-out", o.metrics_out, "cannot open for writing");
+    }
+  });
   AdamConfig adam;
   adam.lr = o.lr;
   const double tokens_per_step = static_cast<double>(plan.job.global_batch * plan.model.seq_len);
   const double flops_per_step = 3 * ModelGraph(plan.model).fwd_flops_per_token() * tokens_per_step;
   const double peak = plan.cluster.device.peak_flops_per_s(plan.job.precision) * world_size;
-  const int64_t search_id = plan.json.contains("store") ? plan.json["store"].value("search_id", int64_t{0}) : 0;
-  RunRecord run{o.plan_path, search_id, plan.json, plan.model.name, plan.cluster.name, o.data, world_size, layout_to_json(l),
-                plan.predicted_step_time_s, plan.predicted_tokens_per_s, plan.predicted_peak_bytes, kCostModelVersion, {}};
-  for (int64_t step = first; step < o.steps; ++step) {
-    maybe_inject_fault(world_rank, step);
-    const StepStats s = train_step(stage, comm, plan, *source, step, adam, scaler, device);
-    if (s.skipped && world_rank == 0)
-      log << "step " << step << "  skipped: gradients overflowed; loss scale now " << s.loss_scale << std::endl;
-    if (!s.skipped && !std::isfinite(s.loss)) throw TrainingError("loss is " + std::to_string(s.loss) + " at step " + std::to_string(step));
-    const StepRecord record{step, s.loss, s.step_time_s, tokens_per_step / s.step_time_s,
-                            flops_per_step / s.step_time_s / peak, s.peak_bytes};
-    run.steps.push_back(record);
-    if (world_rank == 0) {
-      nlohmann::json line = {{"step", step}, {"loss", s.loss}, {"step_time_s", s.step_time_s},
-                             {"tokens_per_s", record.tokens_per_s}, {"mfu", record.mfu},
-                             {"peak_bytes", s.peak_bytes}, {"grad_norm", s.skipped ? nlohmann::json() : nlohmann::json(s.grad_norm)}};
-      if (scaler.dynamic()) {
-        line["loss_scale"] = s.loss_scale;
-        line["skipped"] = s.skipped;
+  const int64_t run_id = world_rank == 0 ? store->begin_run(run_start(plan, o)) : 0;
+  try {
+    for (int64_t step = first; step < o.steps; ++step) {
+      maybe_inject_fault(world_rank, step);
+      const StepStats s = train_step(stage, comm, plan, *source, step, adam, scaler, device);
+      if (s.skipped && world_rank == 0)
+        log << "step " << step << "  skipped: gradients overflowed; loss scale now " << s.loss_scale << std::endl;
+      if (!s.skipped && !std::isfinite(s.loss))
+        throw TrainingError("loss is " + std::to_string(s.loss) + " at step " + std::to_string(step));
+      const StepRecord record{step, s.loss, s.step_time_s, tokens_per_step / s.step_time_s,
+                              flops_per_step / s.step_time_s / peak, s.peak_bytes};
+      if (world_rank == 0) {
+        store->append_step(run_id, record);  // a killed run keeps every step it finished
+        nlohmann::json line = {{"step", step}, {"loss", s.loss}, {"step_time_s", s.step_time_s},
+                               {"tokens_per_s", record.tokens_per_s}, {"mfu", record.mfu},
+                               {"peak_bytes", s.peak_bytes},
+                               {"grad_norm", s.skipped ? nlohmann::json() : nlohmann::json(s.grad_norm)}};
+        if (scaler.dynamic()) {
+          line["loss_scale"] = s.loss_scale;
+          line["skipped"] = s.skipped;
+        }
+        if (metrics.is_open()) metrics << line.dump() << std::endl;
+        log << "step " << step << "  loss " << std::setprecision(6) << s.loss << "  " << std::setprecision(4)
+            << s.step_time_s << " s  " << std::setprecision(6) << record.tokens_per_s << " tokens/s  peak "
+            << std::setprecision(4) << s.peak_bytes / (1 << 20) << " MiB" << std::endl;
       }
-      if (metrics.is_open()) metrics << line.dump() << std::endl;
-      log << "step " << step << "  loss " << std::setprecision(6) << s.loss << "  " << std::setprecision(4)
-          << s.step_time_s << " s  " << std::setprecision(6) << record.tokens_per_s << " tokens/s  peak "
-          << std::setprecision(4) << s.peak_bytes / (1 << 20) << " MiB" << std::endl;
+      if (o.checkpoint_every > 0 && !o.checkpoint_dir.empty() && (step + 1) % o.checkpoint_every == 0)
+        save_checkpoint(o.checkpoint_dir, step + 1, stage_state(stage), identity, *comm.world);
     }
-    if (o.checkpoint_every > 0 && !o.checkpoint_dir.empty() && (step + 1) % o.checkpoint_every == 0)
-      save_checkpoint(o.checkpoint_dir, step + 1, stage_state(stage), identity, *comm.world);
+    if (!o.dump_weights.empty()) dump_weights(stage, comm, o.dump_weights);
+  } catch (const std::exception& e) {
+    if (world_rank == 0) try {  // the run's own error is the one to report
+        store->end_run(run_id, RunStatus::failed, e.what());
+      } catch (const std::exception&) {
+      }
+    throw;
   }
-  if (!o.dump_weights.empty()) dump_weights(stage, comm, o.dump_weights);
   if (world_rank == 0) {
-    const int64_t id = Store(o.db).save_run(run);
-    log << "run " << id << " stored in " << o.db << std::endl;
+    store->end_run(run_id, RunStatus::finished);
+    log << "run " << run_id << " stored in " << o.db << std::endl;
   }
 }
 

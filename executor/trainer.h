@@ -1,6 +1,8 @@
 // `sextant execute`: train with a plan's layout on the ranks of an MPI job, measure each
 // step (time synchronised across ranks, tokens/s, MFU, peak bytes from the counting
-// allocator), write metrics and the run to the store, checkpoint and resume.
+// allocator), write metrics and the run to the store as it goes, checkpoint and resume.
+// The plan is read with planner/plan_file.h's reader; every job field it carries is either
+// honoured or refused before any work.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +20,7 @@
 #include "executor/loss_scaler.h"
 #include "executor/optimizer.h"
 #include "executor/pipeline.h"
+#include "planner/plan_file.h"
 
 namespace sextant {
 
@@ -26,21 +29,6 @@ class TrainingError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
-
-struct PlanFile {
-  std::string path;
-  nlohmann::json json;
-  ModelSpec model;
-  ClusterSpec cluster;
-  JobSpec job;
-  ParallelLayout layout;
-  std::vector<ChunkSpec> partition;
-  double predicted_step_time_s = 0, predicted_tokens_per_s = 0, predicted_peak_bytes = 0;
-};
-
-// Reads and checks a plan file (written by `sextant plan --out`). InputError names the
-// field on anything inconsistent.
-PlanFile read_plan_file(const std::string& path);
 
 struct ExecuteOptions {
   std::string plan_path;
@@ -77,8 +65,9 @@ OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& gro
                                    const AdamConfig& adam, int64_t step, double local_loss);
 
 // Runs the job on this rank (MPI initialised by the caller). Rank 0 writes the log lines,
-// the metrics file and the store. Throws InputError before any work on bad input,
-// TrainingError when the loss stops being finite.
+// the metrics file and the store: the run when it starts, each step as it finishes, and
+// how it ended (finished, or failed with its error). Throws InputError before any work on
+// bad input (on every rank together), TrainingError when the loss stops being finite.
 void execute_plan(const ExecuteOptions& options, std::ostream& log);
 
 }  // namespace sextant

@@ -1,5 +1,5 @@
-// libFuzzer target for the input readers: model configs, cluster descriptions and
-// --fix strings. Every input must either parse or raise InputError; anything else
+// libFuzzer target for the input readers: model configs, cluster descriptions, plan files
+// and --fix strings. Every input must either parse or raise InputError; anything else
 // (another exception, a crash, undefined behaviour) is a bug.
 #include <cstddef>
 #include <cstdint>
@@ -10,6 +10,7 @@
 #include "cost_model/json_fields.h"
 #include "cost_model/model_graph.h"
 #include "cost_model/model_spec.h"
+#include "planner/plan_file.h"
 #include "planner/search.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -32,6 +33,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   try {
     sextant::cluster_spec_from_json(json, "fuzz.json");
+  } catch (const sextant::InputError&) {
+  }
+  try {  // what the reader accepts, the writer writes back unchanged in meaning
+    const sextant::PlanFile plan = sextant::plan_file_from_json(json, "fuzz.json");
+    const nlohmann::json again = sextant::plan_file_to_json(plan);
+    if (sextant::plan_file_to_json(sextant::plan_file_from_json(again, "again.json")) != again) __builtin_trap();
   } catch (const sextant::InputError&) {
   }
   return 0;

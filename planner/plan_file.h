@@ -3,9 +3,9 @@
 // value, one writer (plan_file_to_json / write_plan_file) and one reader
 // (plan_file_from_json / read_plan_file). Nothing else builds or parses plan JSON.
 //
-// On disk (format "sextant-plan 2"):
+// On disk (format "sextant-plan 1"):
 //   {"format", "cost_model_version",
-//    "model": {"name", "params", "config"},          config: the model config as read
+//    "model": {model_spec_to_json fields, "config"},  config: the model config as read
 //    "cluster": {...}, "gpus",                        cluster: the description as read
 //    "job": {"global_batch", "seq_len", "precision", "flash_attention", "fp32_grads"},
 //    "layout": {...}, "partition": [{"chunk", "stage", "virtual_stage", "first_block",
@@ -26,10 +26,11 @@
 #include "cost_model/estimator.h"
 #include "cost_model/layout.h"
 #include "cost_model/model_spec.h"
+#include "planner/search.h"
 
 namespace sextant {
 
-inline constexpr const char* kPlanFormat = "sextant-plan 2";
+inline constexpr const char* kPlanFormat = "sextant-plan 1";
 
 // The measured profile a plan's figures came from (sextant profile --name).
 struct ProfileRef {
@@ -58,6 +59,12 @@ struct PlanFile {
   // "profile NAME #ID" or "cluster NAME": where the prediction's device figures came from.
   std::string figures() const;
 };
+
+// The plan of `candidate`, as the search for `request` computed it (stage table included),
+// with the model config and cluster description as read. The caller adds the profile and
+// the stored search, which the search does not know.
+PlanFile plan_file_for(const SearchRequest& request, const Candidate& candidate, const nlohmann::json& model_config,
+                       const nlohmann::json& cluster_json);
 
 nlohmann::json plan_file_to_json(const PlanFile& plan);
 // Checks every field and the consistency between them (params against the config,

@@ -106,28 +106,6 @@ std::string search_to_csv(const SearchResult& res) {
   return out.str();
 }
 
-nlohmann::json plan_to_json(const SearchRequest& req, const Candidate& c,
-                            const nlohmann::json& cluster_json) {
-  const StageTable table = stage_table_for(req, c.layout);
-  nlohmann::json stages = nlohmann::json::array();
-  for (const ChunkSpec& c : chunks_of(table))
-    stages.push_back({{"chunk", c.chunk}, {"stage", c.stage}, {"virtual_stage", c.virtual_stage},
-                      {"first_block", c.first_block}, {"blocks", c.blocks}, {"embedding", c.embedding},
-                      {"head", c.head}});
-  return {{"format", "sextant-plan 1"},
-          {"cost_model_version", kCostModelVersion},
-          {"model", model_spec_to_json(req.model)},
-          {"cluster", cluster_json},
-          {"gpus", req.gpus},
-          {"job", {{"global_batch", req.job.global_batch}, {"seq_len", req.model.seq_len},
-                   {"precision", to_string(req.job.precision)},
-                   {"flash_attention", req.job.flash_attention}, {"fp32_grads", req.job.fp32_grads}}},
-          {"layout", layout_to_json(c.layout)},
-          {"partition", stages},
-          {"feasible", c.prediction.feasible},
-          {"predicted", prediction_to_json(c.prediction)}};
-}
-
 void write_file_atomically(const std::string& path, const std::string& text, const std::string& field) {
   const std::string tmp = path + ".tmp";
   {

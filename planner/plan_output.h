@@ -1,5 +1,5 @@
-// What `sextant plan` prints and writes: the ranked table (table, json, csv) and the
-// plan file, the contract between planner and executor.
+// What `sextant plan` prints: the ranked table (table, json or csv). The plan file it
+// writes is planner/plan_file.h's.
 #pragma once
 
 #include <string>
@@ -13,11 +13,6 @@ namespace sextant {
 nlohmann::json search_to_json(const SearchRequest& request, const SearchResult& result);
 std::string search_to_table(const SearchRequest& request, const SearchResult& result);
 std::string search_to_csv(const SearchResult& result);
-
-// The plan file for one candidate: model, cluster, job, layout, stage partition,
-// predictions and the cost-model version.
-nlohmann::json plan_to_json(const SearchRequest& request, const Candidate& candidate,
-                            const nlohmann::json& cluster_json);
 
 // Writes `text` to `path` through a temporary file and a rename, so readers never see
 // half a file. Throws InputError(field, path, ...) when it cannot.

@@ -202,7 +202,7 @@ void search_shape(const SearchRequest& req, const ModelGraph& graph, const Topol
           if (rc == Recompute::selective && req.job.flash_attention && !fix.recompute) continue;
           const LayerContext ctx{&model, &req.cluster.device, req.job.precision, mb, shape.tp, sp,
                                  rc, req.job.flash_attention, tp_links};
-          const StageTable table = build_stage_table(graph, ctx, shape.pp, vpp, pp_links);
+          const auto table = std::make_shared<const StageTable>(build_stage_table(graph, ctx, shape.pp, vpp, pp_links));
           for (int zero : pick(fix.zero, {0, 1, 2, 3})) {
             if (zero > 0 && shape.dp == 1 && !fix.zero) continue;  // nothing to shard over
             for (Offload off : pick(fix.offload, {Offload::none, Offload::optimizer, Offload::params})) {
@@ -216,7 +216,8 @@ void search_shape(const SearchRequest& req, const ModelGraph& graph, const Topol
               l.recompute = rc;
               l.zero = zero;
               l.offload = off;
-              out.add(Candidate{l, predict(req.cluster, req.job, model, l, table, dp_links)});
+              Prediction p = predict(req.cluster, req.job, model, l, *table, dp_links);
+              out.add(Candidate{l, req.calibration ? calibrated(p, *req.calibration) : std::move(p), table});
             }
           }
         }
@@ -252,14 +253,6 @@ SearchResult search(const SearchRequest& req) {
   SearchResult result = collector.finish();
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
-}
-
-StageTable stage_table_for(const SearchRequest& req, const ParallelLayout& l) {
-  Topology topo(req.cluster, req.gpus);
-  LayerContext ctx{&req.model, &req.cluster.device, req.job.precision, l.micro_batch, l.tp,
-                   l.sequence_parallel, l.recompute, req.job.flash_attention,
-                   slowest_group(topo, l, Axis::tp)};
-  return build_stage_table(ModelGraph(req.model), ctx, l.pp, l.vpp, neighbour_stage_links(topo, l));
 }
 
 }  // namespace sextant

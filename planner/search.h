@@ -4,10 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "cost_model/calibration.h"
 #include "cost_model/cluster_spec.h"
 #include "cost_model/estimator.h"
 #include "cost_model/layout.h"
@@ -37,11 +39,17 @@ struct SearchRequest {
   JobSpec job;
   FixedAxes fixed;
   int64_t top_k = 10;
+  // Correction factors fitted to measured runs (sextant calibrate), with the GEMM factor of
+  // this request's figures in force (calibration_for); rankings use calibrated predictions.
+  std::optional<Calibration> calibration;
 };
 
 struct Candidate {
   ParallelLayout layout;
   Prediction prediction;
+  // The per-stage costs and partition the prediction was computed from (shared by the
+  // candidates that differ only in zero and offload).
+  std::shared_ptr<const StageTable> table;
 };
 
 struct SearchResult {
@@ -53,8 +61,5 @@ struct SearchResult {
 // Throws InputError when the request itself is impossible (pinned sizes that do not
 // multiply to the device count, a global batch that no dp divides, ...).
 SearchResult search(const SearchRequest& request);
-
-// The stage table and links the search used for `layout` (for the plan file).
-StageTable stage_table_for(const SearchRequest& request, const ParallelLayout& layout);
 
 }  // namespace sextant

@@ -64,10 +64,10 @@ std::vector<ValidationRow> validate_korthikanti(const nlohmann::json& data, cons
       r.predicted_s = best.prediction.time.step_s;
       // The paper's memory figures (Figure 1) are for no recompute and for seqsel.
       const char* memory_setting = seqsel ? "seqsel" : "none";
-      ParallelLayout memory_layout = best.layout;
-      memory_layout.recompute = seqsel ? Recompute::selective : Recompute::none;
-      const StageTable table = stage_table_for(req, memory_layout);
-      const MemoryBreakdown m = predict_memory(req.cluster, req.job, memory_layout, table);
+      SearchRequest memory_req = request_for(common, model, cluster, seqsel ? Recompute::selective : Recompute::none, seqsel);
+      const Candidate memory_best = search(memory_req).candidates.at(0);
+      const StageTable& table = *memory_best.table;
+      const MemoryBreakdown& m = memory_best.prediction.memory;
       const nlohmann::json& published = data.at("memory_gib_per_gpu_first_stage").at(name).at(memory_setting);
       r.published_states_gib = published.at("params_and_optimizer");
       r.published_activations_gib = published.at("activations");

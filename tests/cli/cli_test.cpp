@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include "tests/test_dir.h"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -24,10 +26,7 @@ struct CliRun {
 class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("sextant_cli_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = sextant::test_dir("cli_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
   }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
   std::string write(const std::string& name, const std::string& text) const {
@@ -266,7 +265,7 @@ TEST_F(Cli, ProfilePlanCalibrateCompare) {
   for (int i = 0; i < 2; ++i) ASSERT_EQ(run("execute --plan plan.json --steps 3").status, 0);
   const CliRun one_layout = run("calibrate");
   EXPECT_EQ(one_layout.status, 2) << one_layout.out;
-  EXPECT_NE(one_layout.err.find("of 1 layouts"), std::string::npos) << one_layout.err;
+  EXPECT_NE(one_layout.err.find("; 1 layouts;"), std::string::npos) << one_layout.err;
   ASSERT_EQ(run(plan + " --fix micro_batch=1 --out plan2.json").status, 0);
   ASSERT_EQ(run("execute --plan plan2.json --steps 3").status, 0);
   const CliRun cal = run("calibrate");
@@ -301,6 +300,68 @@ TEST_F(Cli, ProfilePlanCalibrateCompare) {
   EXPECT_NE(no_passes.err.find("--passes"), std::string::npos) << no_passes.err;
 }
 
+// A run is stored as it goes: killed, it keeps every step it finished and is found aborted
+// on the next open; a failure is recorded with its error; compare judges both on their steps.
+TEST_F(Cli, KilledAndFailedRunsKeepTheirSteps) {
+  ASSERT_EQ(run("plan --model " SEXTANT_EXAMPLES "/models/tiny-llama.json --cluster local-cpu --gpus 1 "
+                "--global-batch 4 --seq 16 --precision fp32 --out plan.json --top 1").status, 0);
+  setenv("SEXTANT_FAULT", "kill:0:4", 1);  // the process kills itself as step 4 starts
+  const CliRun killed = run("execute --plan plan.json --steps 50 --metrics-out m.jsonl");
+  unsetenv("SEXTANT_FAULT");
+  EXPECT_NE(killed.status, 0);
+  {
+    SQLite::Database db(path("sextant.db"));  // read as it was left: nothing has opened it since
+    EXPECT_EQ(db.execAndGet("SELECT status FROM runs").getString(), "running");
+    EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM run_steps").getInt(), 4);
+    EXPECT_EQ(db.execAndGet("PRAGMA integrity_check").getString(), "ok");
+  }
+  const CliRun failed = run("execute --plan plan.json --steps 30 --lr 1e30");
+  EXPECT_EQ(failed.status, 3) << failed.err;
+  const CliRun c = run("compare --format json");
+  ASSERT_EQ(c.status, 0) << c.err;
+  const nlohmann::json runs = nlohmann::json::parse(c.out);
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0]["status"], "aborted");
+  EXPECT_NE(runs[0]["error"].get<std::string>().find("ended without finishing"), std::string::npos) << runs[0];
+  EXPECT_EQ(runs[0]["steps"], 4);
+  EXPECT_GT(runs[0]["step_time_s"]["measured"].get<double>(), 0);  // judged on the steps it has
+  EXPECT_EQ(runs[1]["status"], "failed");
+  EXPECT_NE(runs[1]["error"].get<std::string>().find("loss is"), std::string::npos) << runs[1];
+  const CliRun table = run("compare");
+  EXPECT_NE(table.out.find("run 1 aborted: process "), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("judged on its 4 finished steps"), std::string::npos) << table.out;
+}
+
+// The executor honours the job fields it reads: flash attention keeps no s×s scores for
+// backward (its peak is lower by at least one layer's scores), and 16-bit gradients, which
+// it does not implement, are refused.
+TEST_F(Cli, ExecuteHonoursTheJobFields) {
+  const std::string plan = "plan --model " SEXTANT_EXAMPLES "/models/small-llama.json --cluster local-cpu --gpus 1 "
+                           "--global-batch 2 --seq 256 --top 1 --fix micro_batch=2,recompute=none ";
+  ASSERT_EQ(run(plan + "--precision fp32 --attention flash --out flash.json").status, 0);
+  ASSERT_EQ(run(plan + "--precision fp32 --attention standard --out standard.json").status, 0);
+  double peak[2] = {0, 0};
+  for (int i = 0; i < 2; ++i) {
+    const std::string name = i == 0 ? "flash" : "standard";
+    const CliRun e = run("execute --plan " + name + ".json --steps 2 --metrics-out m-" + name + ".jsonl");
+    ASSERT_EQ(e.status, 0) << e.err;
+    std::ifstream metrics(path("m-" + name + ".jsonl"));
+    for (std::string line; std::getline(metrics, line);)
+      peak[i] = std::max(peak[i], nlohmann::json::parse(line)["peak_bytes"].get<double>());
+  }
+  const double one_layer_scores = 2.0 * 8 * 256 * 256 * 4;  // b · heads · s² fp32
+  EXPECT_GT(peak[1] - peak[0], one_layer_scores) << "flash " << peak[0] << " standard " << peak[1];
+  // bf16 plans sum gradients in fp32 by default (as Megatron-LM does); 16-bit gradients are refused.
+  ASSERT_EQ(run(plan + "--precision bf16 --out bf16.json").status, 0);
+  EXPECT_TRUE(nlohmann::json::parse(slurp(path("bf16.json")))["job"]["fp32_grads"].get<bool>());
+  ASSERT_EQ(run(plan + "--precision bf16 --no-fp32-grads --out bf16-16.json").status, 0);
+  const CliRun refused = run("execute --plan bf16-16.json --steps 1 --db refused.db");
+  EXPECT_EQ(refused.status, 2) << refused.err;
+  EXPECT_NE(refused.err.find("bf16-16.json: job.fp32_grads: false (16-bit gradients) is not supported"),
+            std::string::npos) << refused.err;
+  EXPECT_FALSE(fs::exists(path("refused.db")));
+}
+
 TEST_F(Cli, BadExecuteInput) {
   auto refused = [&](const std::string& args, const std::string& fragment) {
     const CliRun r = run(args);
@@ -311,7 +372,9 @@ TEST_F(Cli, BadExecuteInput) {
   };
   refused("execute", "--plan is required");
   refused("execute --plan " + path("none.json"), "none.json: cannot open");
-  refused("execute --plan " + write("bad.json", "{}"), "bad.json: model: missing required field");
+  refused("execute --plan " + write("bad.json", "{}"), "bad.json: format: expected \"sextant-plan 1\"");
+  refused("execute --plan " + write("bad2.json", R"({"format": "sextant-plan 1", "cost_model_version": "x"})"),
+          "bad2.json: model: missing required field");
   ASSERT_EQ(run("plan --model " SEXTANT_EXAMPLES "/models/tiny-llama.json --cluster local-cpu --gpus 1 "
                 "--global-batch 4 --seq 16 --precision fp32 --out ok.json --top 1 --db p.db").status, 0);
   refused("execute --plan ok.json --steps 0", "--steps: must be at least 1");

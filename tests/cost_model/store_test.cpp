@@ -3,19 +3,21 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 
 #include "cost_model/error.h"
 #include "cost_model/store.h"
+#include "tests/test_dir.h"
 
 namespace sextant {
 namespace {
 
 std::string temp_db(const char* name) {
-  std::string path = ::testing::TempDir() + name;
-  std::remove(path.c_str());
-  return path;
+  return (test_dir(std::string("store_") + name) / name).string();
 }
 
 TEST(Store, CreatesTheLatestSchemaAndReopens) {
@@ -74,6 +76,73 @@ TEST(Store, RefusesDirectoriesMissingFoldersAndNewerSchemas) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("newer"), std::string::npos);
   }
+}
+
+RunStart a_run() {
+  RunStart r;
+  r.plan_path = "plan.json";
+  r.plan_json = "{}";
+  r.model_name = "m";
+  r.world_size = 2;
+  return r;
+}
+
+TEST(Store, RunsAreWrittenAsTheyHappen) {
+  const std::string path = temp_db("store_runs.db");
+  Store store(path);
+  const int64_t id = store.begin_run(a_run());
+  for (int64_t s = 0; s < 3; ++s) store.append_step(id, {s, 5.0 - s, 0.1, 10, 0.2, 1e6});
+  {
+    const std::vector<StoredRun> runs = Store(path).runs();  // another reader sees it mid-run
+    ASSERT_EQ(runs.size(), 1u);
+    EXPECT_EQ(runs[0].status, RunStatus::running);  // this process is alive: not aborted
+    EXPECT_EQ(runs[0].steps.size(), 3u);
+    EXPECT_EQ(runs[0].steps[2].loss, 3.0);
+  }
+  store.end_run(id, RunStatus::failed, "loss is nan at step 3");
+  const StoredRun r = store.runs().at(0);
+  EXPECT_EQ(r.status, RunStatus::failed);
+  EXPECT_EQ(r.error, "loss is nan at step 3");
+  EXPECT_FALSE(r.ended_at.empty());
+}
+
+// A process that began a run and died without ending it: the next open marks it aborted.
+TEST(Store, ARunWhoseProcessDiedIsAbortedOnTheNextOpen) {
+  const std::string path = temp_db("store_aborted.db");
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    Store store(path);
+    store.append_step(store.begin_run(a_run()), {0, 1, 0.1, 10, 0.2, 1e6});
+    _exit(0);  // no end_run: as if killed
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  const StoredRun r = Store(path).runs().at(0);
+  EXPECT_EQ(r.status, RunStatus::aborted);
+  EXPECT_NE(r.error.find("ended without finishing"), std::string::npos) << r.error;
+  EXPECT_EQ(r.steps.size(), 1u);
+}
+
+// A store written before runs had a status: its runs had all finished.
+TEST(Store, OlderRunsMigrateAsFinished) {
+  const std::string path = temp_db("store_migrate.db");
+  {
+    Store store(path);
+    store.end_run(store.begin_run(a_run()), RunStatus::finished);
+  }
+  {
+    SQLite::Database db(path, SQLite::OPEN_READWRITE);
+    db.exec("ALTER TABLE runs DROP COLUMN process_start; ALTER TABLE runs DROP COLUMN pid; "
+            "ALTER TABLE runs DROP COLUMN host; ALTER TABLE runs DROP COLUMN ended_at; "
+            "DROP INDEX runs_by_status; ALTER TABLE runs DROP COLUMN error; ALTER TABLE runs DROP COLUMN status; "
+            "PRAGMA user_version = 4");
+  }
+  Store store(path);
+  EXPECT_EQ(store.schema_version(), Store::latest_schema_version());
+  const StoredRun r = store.runs().at(0);
+  EXPECT_EQ(r.status, RunStatus::finished);
+  EXPECT_FALSE(r.ended_at.empty());
 }
 
 }  // namespace
