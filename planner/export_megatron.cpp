@@ -68,9 +68,20 @@ void check_expressible(const PlanFile& plan) {
                           (m.mlp_bias ? "on" : "off") +
                           "): Megatron-LM puts biases on every linear layer (default), on none "
                           "(--disable-bias-linear) or on QKV only (--add-qkv-bias)");
+  // schedules.py: micro-batches run in groups of pp per virtual stage (the default group
+  // size); a last group smaller than pp is an error.
+  if (l.vpp > 1 && l.grad_accum % l.pp != 0)
+    refuse(kMegatron, "vpp=" + std::to_string(l.vpp) + " with " + std::to_string(l.grad_accum) +
+                          " micro-batches per step: Megatron-LM's interleaved schedule needs a "
+                          "multiple of pp=" +
+                          std::to_string(l.pp));
   if (m.is_moe() && all_bias && l.tp > 1)
     refuse(kMegatron, "an MoE with biases at tp=" + std::to_string(l.tp) +
                           ": Megatron-LM supports expert biases only with expert tp 1");
+  if (m.is_moe() && l.tp > 1 && !l.sequence_parallel)
+    refuse(kMegatron, "an MoE at tp=" + std::to_string(l.tp) +
+                          " without sequence parallelism: Megatron-LM's MoE layer raises an "
+                          "error in training with tp > 1 unless sequence parallelism is on");
   if (m.parallel_residual)
     refuse(kMegatron,
            "the model's parallel residual (GPT-NeoX): Megatron-LM's GPT layer has "

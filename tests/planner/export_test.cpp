@@ -501,6 +501,11 @@ TEST(ExportRefusals, Megatron) {
   expect_refused(megatron(make_plan("gpt-neox-20b", 8, 64, "dp=4,tp=2,zero=1", Precision::bf16,
                                     false, true, 2048)),
                  "megatron", "parallel residual");
+  expect_refused(megatron(make_plan("mixtral-8x7b", 32, 256, "dp=4,tp=8,zero=1")), "megatron",
+                 "MoE at tp=8 without sequence parallelism");
+  PlanFile interleaved = megatron_check_plan();  // 64 micro-batches; make it 62
+  interleaved.layout.grad_accum = 62;
+  expect_refused(megatron(interleaved), "megatron", "needs a multiple of pp=4");
   PlanFile biases = llama("dp=32,zero=1");
   biases.model.qkv_bias = biases.model.attn_out_bias = true;  // llama attention_bias=true
   expect_refused(megatron(biases), "megatron", "every linear layer");
