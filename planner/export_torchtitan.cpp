@@ -28,9 +28,9 @@ void check_expressible(const PlanFile& plan) {
                             " (innermost first): torchtitan's device mesh is always tp-dp-pp");
   if (plan.job.precision == Precision::fp16)
     refuse(kTorchtitan, "fp16: training.mixed_precision_param accepts bfloat16 or float32 only");
-  // (This also covers selective recompute, which under flash attention is no recompute:
-  // torchtitan's own selective modes — every n-th block, or per-op saving of matmul
-  // outputs — would not match sextant's attention-core recompute anyway.)
+  // This also settles selective recompute: under flash attention it is no recompute
+  // (exported as mode "none"), and torchtitan's own selective modes (every n-th block, or
+  // per-op saving of matmul outputs) do not recompute only the attention core.
   if (!plan.job.flash_attention)
     refuse(kTorchtitan,
            "standard attention: torchtitan's models run attention in fused SDPA or "
@@ -102,6 +102,11 @@ void write_header(const PlanFile& plan, std::ostream& out) {
   if (selective_is_none(plan))
     out << "# note: recompute=selective under flash attention is no recompute in the plan "
            "(there is no s*s score matrix to drop), so mode = \"none\"\n";
+  if (l.pp > 1 && l.zero >= 2)
+    out << "# note: with pp > 1, PyTorch's pipeline stages (torch.distributed.pipelining, "
+           "backward_maybe_with_nosync) keep FSDP2's weights and gradients unsharded from a "
+           "stage's first backward to its last and reduce-scatter once per step; the plan's zero="
+        << l.zero << " kept them sharded, so the device peak will be higher than planned\n";
   if (l.offload == Offload::params)
     out << "# note: FSDP2's CPU offload also keeps the gradient shards on the host; the plan "
            "kept them on the device\n";
