@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cli/compare_command.h"
+#include "cli/export_command.h"
 #include "cli/plan_command.h"
 #include "cost_model/error.h"
 
@@ -52,6 +53,8 @@ int main(int argc, char** argv) {
   sextant::add_compare_command(app, compare_options);
   sextant::CalibrateOptions calibrate_options;
   sextant::add_calibrate_command(app, calibrate_options);
+  sextant::ExportOptions export_options;
+  sextant::add_export_command(app, export_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -66,6 +69,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("plan")) sextant::run_plan(plan_options, std::cout);
     if (app.got_subcommand("compare")) sextant::run_compare(compare_options, std::cout);
     if (app.got_subcommand("calibrate")) sextant::run_calibrate(calibrate_options, std::cout);
+    if (app.got_subcommand("export")) sextant::run_export(export_options, std::cout);
   } catch (const sextant::InputError& e) {
     std::cerr << "sextant: error: " << e.what() << "\n";
     return 2;

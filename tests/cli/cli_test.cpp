@@ -208,6 +208,53 @@ TEST_F(Cli, UnwritablePlanPathIsRefusedBeforeTheStore) {
   EXPECT_FALSE(fs::exists(path("s.db")));
 }
 
+// `sextant export`: each framework's text on stdout or through --out, and a layout the
+// framework cannot express (or a bad --to, or a bad plan) refused with exit 2, one line,
+// nothing written. The exporters' content is checked in tests/planner/export_test.cpp.
+TEST_F(Cli, ExportPrintsOrWritesEachFrameworkAndRefusesWhatItCannotExpress) {
+  const std::string plan = "plan --model " + kLlama + " --cluster dgx-h100-80gb --gpus 32 --global-batch 256 "
+                           "--seq 4096 --db " + path("s.db") + " --fix ";
+  ASSERT_EQ(run(plan + "dp=4,tp=2,pp=4,vpp=2,zero=1,micro_batch=1,recompute=full,sequence_parallel=true,"
+                       "offload=none --out meg.json").status, 0);
+  ASSERT_EQ(run(plan + "dp=32,tp=1,pp=1,vpp=1,zero=3,micro_batch=2,recompute=full,sequence_parallel=false,"
+                       "offload=optimizer --out ds.json").status, 0);
+
+  const CliRun meg = run("export --plan meg.json --to megatron");
+  ASSERT_EQ(meg.status, 0) << meg.err;
+  EXPECT_NE(meg.out.find("--tensor-model-parallel-size 2 \\\n"), std::string::npos) << meg.out;
+  EXPECT_TRUE(meg.err.empty()) << meg.err;
+  const CliRun written = run("export --plan meg.json --to megatron --out meg.txt");
+  ASSERT_EQ(written.status, 0) << written.err;
+  EXPECT_EQ(slurp(path("meg.txt")), meg.out);
+  EXPECT_FALSE(fs::exists(path("meg.txt.tmp")));
+
+  const CliRun ds = run("export --plan ds.json --to deepspeed");
+  ASSERT_EQ(ds.status, 0) << ds.err;
+  const nlohmann::json config = nlohmann::json::parse(ds.out);
+  EXPECT_EQ(config["train_batch_size"], 256);
+  EXPECT_EQ(config["zero_optimization"]["offload_optimizer"]["device"], "cpu");
+  const CliRun tt = run("export --plan meg.json --to torchtitan");  // zero=1: refused
+  EXPECT_EQ(tt.status, 2) << tt.out;
+
+  auto expect_export_refused = [&](const std::string& args, const std::string& fragment) {
+    const CliRun r = run(args + " --out refused.out");
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find(fragment), std::string::npos) << args << "\nstderr: " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+    EXPECT_FALSE(fs::exists(path("refused.out"))) << args;
+    EXPECT_FALSE(fs::exists(path("refused.out.tmp"))) << args;
+  };
+  expect_export_refused("export --plan meg.json --to deepspeed", "--to: deepspeed: tp=2");
+  expect_export_refused("export --plan meg.json --to nemo",
+                        "--to: got \"nemo\"; allowed: megatron, deepspeed, torchtitan");
+  expect_export_refused("export --plan " + path("none.json") + " --to megatron", "none.json");
+  expect_export_refused("export --plan " + write("bad.json", "{}") + " --to megatron", "bad.json");
+  const CliRun unwritable = run("export --plan meg.json --to megatron --out /nonexistent-dir/meg.txt");
+  EXPECT_EQ(unwritable.status, 2);
+  EXPECT_NE(unwritable.err.find("--out: /nonexistent-dir/meg.txt"), std::string::npos) << unwritable.err;
+}
+
 // A world of one: `sextant execute` runs without a launcher.
 TEST_F(Cli, ExecuteThenCompare) {
   ASSERT_EQ(run("plan --model " SEXTANT_EXAMPLES "/models/tiny-llama.json --cluster local-cpu --gpus 1 "
