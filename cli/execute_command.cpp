@@ -76,12 +76,12 @@ void add_profile_command(CLI::App& app, ProfileOptions& o) {
 int run_profile(const ProfileOptions& o) {
   return run_under_mpi([&](int rank) {
     MpiComm world(MPI_COMM_WORLD);
-    const nlohmann::json profile = measure_profile(o, world, std::cerr);
+    const ProfileData profile = measure_profile(o, world, std::cerr);
     if (rank == 0) {
       const int64_t id = Store(o.db).save_profile(profile);
-      std::cout << "profile \"" << o.name << "\" (" << profile["machine"]["cpu"].get<std::string>() << ", "
-                << profile["ranks"] << " ranks, torch " << profile["libraries"]["torch"].get<std::string>()
-                << ") stored as #" << id << " in " << o.db << std::endl;
+      std::cout << "profile \"" << o.name << "\" (" << profile.machine.cpu << ", " << profile.ranks
+                << " ranks, torch " << profile.libraries.torch << ") stored as #" << id << " in "
+                << o.db << std::endl;
     }
   });
 }

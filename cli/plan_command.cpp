@@ -72,12 +72,16 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
   int64_t profile_id = 0;
   if (!o.profile.empty()) {
     if (!std::filesystem::exists(o.db)) throw InputError("--profile", o.profile, "no store at " + o.db);
-    const auto [id, json] = Store(o.db).load_profile(o.profile);
+    const auto [id, profile] = Store(o.db).load_profile(o.profile);
     profile_id = id;
-    req.cluster.device.measured = std::make_shared<MeasuredProfile>(json, id, "profile " + o.profile);
-    profile_ref = {{"name", o.profile}, {"id", id}, {"date", json.value("date", "")},
-                   {"machine", json.value("machine", nlohmann::json::object())},
-                   {"libraries", json.value("libraries", nlohmann::json::object())}};
+    req.cluster.device.measured =
+        std::make_shared<MeasuredProfile>(profile, id, "profile " + o.profile);
+    const nlohmann::json json = profile_to_json(profile);
+    profile_ref = {{"name", o.profile},
+                   {"id", id},
+                   {"date", json.at("date")},
+                   {"machine", json.at("machine")},
+                   {"libraries", json.at("libraries")}};
   }
   // The calibration's GEMM factor is the one fitted for these figures (this profile, or the cluster).
   const std::string figures = figures_source(o.profile, profile_id, req.cluster.name);
