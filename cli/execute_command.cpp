@@ -22,6 +22,9 @@ void add_execute_command(CLI::App& app, ExecuteOptions& o) {
   cmd->add_option("--metrics-out", o.metrics_out, "One JSON line per step");
   cmd->add_option("--checkpoint-dir", o.checkpoint_dir, "Folder for sharded checkpoints");
   cmd->add_option("--checkpoint-every", o.checkpoint_every, "Checkpoint every K steps");
+  cmd->add_option("--keep-checkpoints", o.keep_checkpoints,
+                  "Keep the K newest checkpoints, delete older ones (K >= 1)")
+      ->capture_default_str();
   cmd->add_flag("--resume", o.resume, "Continue from the latest checkpoint in --checkpoint-dir");
   cmd->add_option("--seed", o.seed, "Seed of the parameter initialisation")->capture_default_str();
   cmd->add_option("--lr", o.lr, "AdamW learning rate")->capture_default_str();
