@@ -22,6 +22,9 @@ void add_execute_command(CLI::App& app, ExecuteOptions& o) {
   cmd->add_option("--metrics-out", o.metrics_out, "One JSON line per step");
   cmd->add_option("--checkpoint-dir", o.checkpoint_dir, "Folder for sharded checkpoints");
   cmd->add_option("--checkpoint-every", o.checkpoint_every, "Checkpoint every K steps");
+  cmd->add_option("--keep-checkpoints", o.keep_checkpoints,
+                  "Keep the K newest checkpoints, delete older ones (K >= 1)")
+      ->capture_default_str();
   cmd->add_flag("--resume", o.resume, "Continue from the latest checkpoint in --checkpoint-dir");
   cmd->add_option("--seed", o.seed, "Seed of the parameter initialisation")->capture_default_str();
   cmd->add_option("--lr", o.lr, "AdamW learning rate")->capture_default_str();
@@ -76,12 +79,12 @@ void add_profile_command(CLI::App& app, ProfileOptions& o) {
 int run_profile(const ProfileOptions& o) {
   return run_under_mpi([&](int rank) {
     MpiComm world(MPI_COMM_WORLD);
-    const nlohmann::json profile = measure_profile(o, world, std::cerr);
+    const ProfileData profile = measure_profile(o, world, std::cerr);
     if (rank == 0) {
       const int64_t id = Store(o.db).save_profile(profile);
-      std::cout << "profile \"" << o.name << "\" (" << profile["machine"]["cpu"].get<std::string>() << ", "
-                << profile["ranks"] << " ranks, torch " << profile["libraries"]["torch"].get<std::string>()
-                << ") stored as #" << id << " in " << o.db << std::endl;
+      std::cout << "profile \"" << o.name << "\" (" << profile.machine.cpu << ", " << profile.ranks
+                << " ranks, torch " << profile.libraries.torch << ") stored as #" << id << " in "
+                << o.db << std::endl;
     }
   });
 }

@@ -1,11 +1,11 @@
-// Reading a measured profile and interpolating it.
+// Interpolating a measured profile.
 #include "cost_model/measured_profile.h"
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "cost_model/error.h"
-#include "cost_model/json_fields.h"
 
 namespace sextant {
 namespace {
@@ -53,17 +53,14 @@ std::pair<double, double> fit_latency_bandwidth(const std::vector<std::pair<doub
   return {a, 1.0 / b};
 }
 
-MeasuredProfile::MeasuredProfile(const nlohmann::json& json, int64_t id, const std::string& where) : id_(id) {
-  JsonFields f(json, where);
-  name_ = f.string("name");
-  memory_bw_ = f.number("memory_bandwidth_bytes_per_s", 1, 1e16);
-  elementwise_bw_ = json.contains("elementwise_bytes_per_s") ? f.number("elementwise_bytes_per_s", 1, 1e16) : memory_bw_;
+MeasuredProfile::MeasuredProfile(const ProfileData& profile, int64_t id, const std::string& where)
+    : id_(id), name_(profile.name) {
+  memory_bw_ = profile.memory_bandwidth_bytes_per_s;
+  elementwise_bw_ = profile.elementwise_bytes_per_s.value_or(memory_bw_);
   std::map<std::string, std::map<std::tuple<double, double, double>, double>> points;
-  for (const nlohmann::json& g : json.at("gemm")) {
-    JsonFields p(g, where + ": gemm");
-    points[p.string("dtype")][{std::log2(p.number("m", 1, 1e9)), std::log2(p.number("n", 1, 1e9)),
-                               std::log2(p.number("k", 1, 1e9))}] = std::log(p.number("flops_per_s", 1, 1e20));
-  }
+  for (const GemmPoint& p : profile.gemm)
+    points[p.dtype][{std::log2(static_cast<double>(p.m)), std::log2(static_cast<double>(p.n)),
+                     std::log2(static_cast<double>(p.k))}] = std::log(p.flops_per_s);
   for (auto& [dtype, table] : points) {
     Grid g;
     for (const auto& [key, rate] : table) {
@@ -83,19 +80,13 @@ MeasuredProfile::MeasuredProfile(const nlohmann::json& json, int64_t id, const s
     gemm_[dtype] = std::move(g);
   }
   if (gemm_.count("fp32") == 0) throw InputError(where, "gemm", "needs fp32 measurements");
-  std::map<std::pair<std::string, int64_t>, std::vector<std::pair<double, double>>> samples;
-  for (const nlohmann::json& c : json.at("collectives")) {
-    JsonFields p(c, where + ": collectives");
-    samples[{p.string("op"), p.integer("ranks", 2, 1 << 20)}].push_back(
-        {p.number("bytes", 1, 1e13), p.number("time_s", 1e-12, 1e6)});
-  }
+  std::map<std::pair<Collective, int64_t>, std::vector<std::pair<double, double>>> samples;
+  for (const CollectivePoint& c : profile.collectives)
+    samples[{c.op, c.ranks}].push_back({static_cast<double>(c.bytes), c.time_s});
   for (const auto& [key, points_of] : samples) {
     const auto [latency, rate] = fit_latency_bandwidth(points_of);
     // nccl-tests: busbw = algbw · bus factor; for the fit, algbw is the fitted rate.
-    double factor = 1.0;
-    for (Collective op : {Collective::all_reduce, Collective::reduce_scatter, Collective::all_gather, Collective::send_recv})
-      if (key.first == to_string(op)) factor = bus_factor(op, key.second);
-    collectives_[key] = CollectiveFit{latency, rate * factor};
+    collectives_[key] = CollectiveFit{latency, rate * bus_factor(key.first, key.second)};
   }
 }
 
@@ -117,7 +108,7 @@ double MeasuredProfile::gemm_flops_per_s(Precision precision, double m, double n
 }
 
 const CollectiveFit* MeasuredProfile::collective(Collective op, int64_t ranks) const {
-  auto it = collectives_.find({to_string(op), ranks});
+  auto it = collectives_.find({op, ranks});
   return it == collectives_.end() ? nullptr : &it->second;
 }
 

@@ -10,17 +10,17 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "cost_model/cluster_spec.h"
 #include "cost_model/collective.h"
+#include "cost_model/profile_data.h"
 
 namespace sextant {
 
 class MeasuredProfile {
  public:
-  // `json` as `sextant profile` stores it; InputError naming `where` if malformed.
-  MeasuredProfile(const nlohmann::json& json, int64_t id, const std::string& where);
+  // `profile` as `sextant profile` measured it; InputError naming `where` if its GEMM
+  // shapes do not form a full grid or lack fp32.
+  MeasuredProfile(const ProfileData& profile, int64_t id, const std::string& where);
 
   int64_t id() const { return id_; }
   const std::string& name() const { return name_; }
@@ -44,7 +44,7 @@ class MeasuredProfile {
   std::string name_;
   std::map<std::string, Grid> gemm_;  // by dtype name
   double memory_bw_ = 0, elementwise_bw_ = 0;
-  std::map<std::pair<std::string, int64_t>, CollectiveFit> collectives_;
+  std::map<std::pair<Collective, int64_t>, CollectiveFit> collectives_;
 };
 
 // Fits time = latency + bytes / rate to (bytes, time) points, weighting each point by

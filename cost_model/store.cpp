@@ -14,6 +14,7 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include "cost_model/error.h"
+#include "cost_model/json_fields.h"
 
 namespace sextant {
 namespace {
@@ -358,7 +359,8 @@ std::vector<StoredRun> Store::runs() const {
   return out;
 }
 
-int64_t Store::save_profile(const nlohmann::json& profile) {
+int64_t Store::save_profile(const ProfileData& data) {
+  const nlohmann::json profile = profile_to_json(data);
   return write([&](SQLite::Database& db) {
     SQLite::Statement insert(db,
         "INSERT INTO profiles (name, created_at, machine_json, libraries_json, profile_json) VALUES (?, ?, ?, ?, ?)");
@@ -372,7 +374,7 @@ int64_t Store::save_profile(const nlohmann::json& profile) {
   });
 }
 
-std::pair<int64_t, nlohmann::json> Store::load_profile(const std::string& name) const {
+std::pair<int64_t, ProfileData> Store::load_profile(const std::string& name) const {
   SQLite::Statement q(*db_, "SELECT id, profile_json FROM profiles WHERE name = ? ORDER BY id DESC LIMIT 1");
   q.bind(1, name);
   if (!q.executeStep()) {
@@ -381,7 +383,9 @@ std::pair<int64_t, nlohmann::json> Store::load_profile(const std::string& name) 
     while (all.executeStep()) known += (known.empty() ? "" : ", ") + all.getColumn(0).getString();
     throw InputError("--profile", name, "no such profile in " + path_ + (known.empty() ? " (run `sextant profile`)" : "; stored: " + known));
   }
-  return {q.getColumn(0).getInt64(), nlohmann::json::parse(q.getColumn(1).getString())};
+  const std::string where = "profile " + name;
+  const nlohmann::json json = JsonFields::parse_object(q.getColumn(1).getString(), where);
+  return {q.getColumn(0).getInt64(), profile_from_json(json, where)};
 }
 
 int64_t Store::save_calibration(const Calibration& c, const std::vector<int64_t>& fit_runs, const nlohmann::json& summary) {

@@ -15,6 +15,7 @@
 #include "cost_model/estimator.h"
 #include "cost_model/layout.h"
 #include "cost_model/model_spec.h"
+#include "cost_model/profile_data.h"
 
 namespace SQLite {
 class Database;
@@ -97,8 +98,10 @@ class Store {
   std::vector<StoredRun> runs() const;
   // A measured profile (`sextant profile`), stored under its name; a name may be measured
   // again, and the latest wins. Shipped cluster descriptions are never touched.
-  int64_t save_profile(const nlohmann::json& profile);
-  std::pair<int64_t, nlohmann::json> load_profile(const std::string& name) const;  // InputError if none
+  // Stored as profile_to_json's document; loaded with profile_from_json (InputError if
+  // there is none of that name, or it is malformed).
+  int64_t save_profile(const ProfileData& profile);
+  std::pair<int64_t, ProfileData> load_profile(const std::string& name) const;
   // Calibrations are versioned by id; the latest is the one in force.
   int64_t save_calibration(const Calibration& calibration, const std::vector<int64_t>& fit_runs,
                            const nlohmann::json& summary);

@@ -1,6 +1,7 @@
-// safetensors reading and writing, and the checkpoint layout on disk.
+// safetensors reading and writing, the checkpoint layout on disk, and pruning old checkpoints.
 #include "executor/checkpoint.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -50,7 +51,107 @@ std::string slurp(const std::string& path) {
   return s.str();
 }
 
+// The step of a folder named as save_checkpoint names it ("step-" + std::to_string(N)),
+// or -1 for any other name.
+int64_t step_of(const std::string& name) {
+  const std::string prefix = "step-";
+  if (name.rfind(prefix, 0) != 0) return -1;
+  const std::string digits = name.substr(prefix.size());
+  if (digits.empty() || digits.size() > 18 ||
+      digits.find_first_not_of("0123456789") != std::string::npos ||
+      (digits.size() > 1 && digits[0] == '0'))
+    return -1;
+  return std::stoll(digits);
+}
+
+// The files save_checkpoint writes into a step folder, finished or cut short.
+bool is_checkpoint_file(std::string name) {
+  const std::string tmp = ".tmp", prefix = "rank-", suffix = ".safetensors";
+  auto ends_with = [](const std::string& s, const std::string& end) {
+    return s.size() >= end.size() && s.compare(s.size() - end.size(), end.size(), end) == 0;
+  };
+  if (ends_with(name, tmp)) name.resize(name.size() - tmp.size());
+  if (name == "manifest.json") return true;
+  if (name.rfind(prefix, 0) != 0 || !ends_with(name, suffix)) return false;
+  const std::string rank = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  return !rank.empty() && rank.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// What `latest` says, without trailing blanks; "" if it cannot be read.
+std::string read_latest(const fs::path& dir) {
+  std::ifstream in(dir / "latest", std::ios::binary);
+  std::string name;
+  if (!in || !std::getline(in, name)) return "";
+  while (!name.empty() && (name.back() == '\n' || name.back() == '\r' || name.back() == ' '))
+    name.pop_back();
+  return name;
+}
+
+struct CheckpointFolder {
+  int64_t step = 0;
+  fs::path path;
+  bool complete = false;  // has its manifest
+};
+
+// DIR's sextant checkpoint folders: `step-N` directories (not links) that hold nothing but
+// regular files save_checkpoint writes. Anything else is not ours and is left out. A
+// failure to list DIR is added to `problems`.
+std::vector<CheckpointFolder> checkpoint_folders(const fs::path& dir,
+                                                 std::vector<std::string>& problems) {
+  std::vector<CheckpointFolder> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code type_ec;
+    const int64_t step = step_of(it->path().filename().string());
+    if (step < 0 || it->symlink_status(type_ec).type() != fs::file_type::directory) continue;
+    CheckpointFolder folder{step, it->path(), false};
+    bool ours = true;
+    std::error_code inner;
+    for (fs::directory_iterator f(folder.path, inner), f_end; ours && !inner && f != f_end;
+         f.increment(inner)) {
+      const std::string name = f->path().filename().string();
+      ours =
+          f->symlink_status(type_ec).type() == fs::file_type::regular && is_checkpoint_file(name);
+      folder.complete = folder.complete || name == "manifest.json";
+    }
+    if (ours && !inner) out.push_back(folder);
+  }
+  if (ec)
+    problems.push_back("cannot list " + dir.string() +
+                       " to delete old checkpoints: " + ec.message());
+  return out;
+}
+
 }  // namespace
+
+std::vector<std::string> prune_checkpoints(const std::string& dir, int64_t keep) {
+  if (keep < 1) throw std::invalid_argument("prune_checkpoints: keep must be at least 1");
+  const int64_t latest = step_of(read_latest(dir));
+  std::vector<std::string> problems;
+  std::vector<CheckpointFolder> folders = checkpoint_folders(dir, problems);
+  const bool latest_whole =
+      std::any_of(folders.begin(), folders.end(),
+                  [&](const CheckpointFolder& f) { return f.step == latest && f.complete; });
+  if (latest < 0 || !latest_whole) return problems;  // no checkpoint to be sure of: delete nothing
+  std::sort(folders.begin(), folders.end(),
+            [](const CheckpointFolder& a, const CheckpointFolder& b) { return a.step > b.step; });
+  int64_t kept = 0;
+  for (const CheckpointFolder& f : folders) {
+    // Newer than latest: a write in progress, or a run `latest` was moved back from.
+    if (f.step > latest) continue;
+    // Latest comes first (the newest complete one), then the newest complete before it.
+    if (f.step == latest || (f.complete && kept < keep)) {
+      ++kept;
+      continue;
+    }
+    std::error_code ec;
+    fs::remove(f.path / "manifest.json", ec);  // first: a folder half deleted reads as incomplete
+    if (!ec) fs::remove_all(f.path, ec);
+    if (ec)
+      problems.push_back("cannot delete old checkpoint " + f.path.string() + ": " + ec.message());
+  }
+  return problems;
+}
 
 void write_safetensors(const std::string& path, const NamedTensors& tensors, const nlohmann::json& metadata) {
   nlohmann::json header = nlohmann::json::object();
@@ -100,8 +201,9 @@ NamedTensors read_safetensors(const std::string& path) {
   return out;
 }
 
-void save_checkpoint(const std::string& dir, int64_t step, const NamedTensors& state, const nlohmann::json& identity,
-                     Comm& world) {
+std::vector<std::string> save_checkpoint(const std::string& dir, int64_t step,
+                                         const NamedTensors& state, const nlohmann::json& identity,
+                                         int64_t keep, Comm& world) {
   const std::string name = "step-" + std::to_string(step);
   const fs::path folder = fs::path(dir) / name;
   if (world.rank() == 0) fs::create_directories(folder);
@@ -109,13 +211,16 @@ void save_checkpoint(const std::string& dir, int64_t step, const NamedTensors& s
   write_safetensors((folder / ("rank-" + std::to_string(world.rank()) + ".safetensors")).string(), state,
                     {{"step", std::to_string(step)}});
   world.barrier();
+  std::vector<std::string> problems;
   if (world.rank() == 0) {
     nlohmann::json manifest = {{"format", "sextant-checkpoint 1"}, {"step", step}, {"world_size", world.size()},
                                {"identity", identity}};
     write_atomically((folder / "manifest.json").string(), manifest.dump(2) + "\n");
     write_atomically((fs::path(dir) / "latest").string(), name + "\n");
+    problems = prune_checkpoints(dir, keep);  // only now: the new checkpoint is whole and latest
   }
   world.barrier();
+  return problems;
 }
 
 std::pair<int64_t, NamedTensors> load_checkpoint(const std::string& dir, const nlohmann::json& identity, Comm& world) {

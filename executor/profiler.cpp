@@ -55,7 +55,8 @@ std::string device_name() {
   return "cuda";
 }
 
-nlohmann::json machine_info(Comm& world) {
+// Fills the profile's machine, libraries, date and ranks.
+void describe_machine(Comm& world, ProfileData& profile) {
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
   char mpi[MPI_MAX_LIBRARY_VERSION_STRING] = {0};
@@ -66,11 +67,11 @@ nlohmann::json machine_info(Comm& world) {
   std::time_t t = std::time(nullptr);
   char date[32];
   std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return {{"machine", {{"hostname", host}, {"cpu", cpu_model()}, {"cores", std::thread::hardware_concurrency()},
-                       {"device", device_name()}}},
-          {"libraries", {{"torch", TORCH_VERSION}, {"mpi", mpi_version}}},
-          {"date", date},
-          {"ranks", world.size()}};
+  profile.machine = {host, cpu_model(), static_cast<int64_t>(std::thread::hardware_concurrency()),
+                     device_name()};
+  profile.libraries = {TORCH_VERSION, mpi_version};
+  profile.date = date;
+  profile.ranks = world.size();
 }
 
 // Work on a GPU is timed to its completion.
@@ -181,8 +182,9 @@ double time_collective(Collective op, int64_t bytes, Comm& comm) {
   return slowest(median_of(std::move(times)));
 }
 
-nlohmann::json measure_collectives(const ProfileOptions& o, Comm& world, std::ostream& progress) {
-  nlohmann::json out = nlohmann::json::array();
+std::vector<CollectivePoint> measure_collectives(const ProfileOptions& o, Comm& world,
+                                                 std::ostream& progress) {
+  std::vector<CollectivePoint> out;
   const int64_t largest = o.quick ? (1 << 20) : (256 << 20);
   for (int group = 2; group <= world.size(); group *= 2) {
     MPI_Comm split;
@@ -193,8 +195,7 @@ nlohmann::json measure_collectives(const ProfileOptions& o, Comm& world, std::os
         for (int64_t bytes = 1024; bytes <= largest; bytes *= 4) {
           const double t = time_collective(op, bytes, comm);
           const double algbw = static_cast<double>(bytes) / t;
-          out.push_back({{"op", to_string(op)}, {"ranks", group}, {"bytes", bytes}, {"time_s", t},
-                         {"algbw_bytes_per_s", algbw}, {"busbw_bytes_per_s", algbw * bus_factor(op, group)}});
+          out.push_back({op, group, bytes, t, algbw, algbw * bus_factor(op, group)});
         }
         if (world.rank() == 0) progress << to_string(op) << " over " << group << " ranks: 1 KiB - " << (largest >> 20)
                                         << " MiB measured" << std::endl;
@@ -213,10 +214,11 @@ double spread(const std::vector<double>& passes) {
 
 }  // namespace
 
-nlohmann::json measure_profile(const ProfileOptions& o, Comm& world, std::ostream& progress) {
+ProfileData measure_profile(const ProfileOptions& o, Comm& world, std::ostream& progress) {
   torch::set_num_threads(1);
-  nlohmann::json profile = machine_info(world);
-  profile["name"] = o.name;
+  ProfileData profile;
+  describe_machine(world, profile);
+  profile.name = o.name;
   const bool report = world.rank() == 0;
   // A GPU when LibTorch sees one (GEMMs and copies there; collectives stay on MPI).
   const torch::Device device = torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
@@ -234,24 +236,23 @@ nlohmann::json measure_profile(const ProfileOptions& o, Comm& world, std::ostrea
                << (o.quick ? "" : ", bf16") << "), copy " << copy.back() / 1e9 << " GB/s, memory-bound layer ops "
                << elementwise.back() / 1e9 << " GB/s" << std::endl;
   }
-  profile["passes"] = o.passes;
-  profile["gemm"] = nlohmann::json::array();
+  profile.passes = o.passes;
   std::vector<double> gemm_spread;
   for (size_t i = 0; i < grid.size(); ++i) {
-    profile["gemm"].push_back({{"dtype", dtype_name(grid[i].dtype)}, {"m", grid[i].m}, {"n", grid[i].n},
-                               {"k", grid[i].k}, {"flops_per_s", median_of(gemm[i])}});
+    profile.gemm.push_back(
+        {dtype_name(grid[i].dtype), grid[i].m, grid[i].n, grid[i].k, median_of(gemm[i])});
     gemm_spread.push_back(spread(gemm[i]));
   }
-  profile["memory_bandwidth_bytes_per_s"] = median_of(copy);
-  profile["elementwise_bytes_per_s"] = median_of(elementwise);
-  profile["spread_across_passes"] = {{"gemm_median", median_of(gemm_spread)}, {"copy", spread(copy)},
-                                     {"elementwise", spread(elementwise)}};
+  profile.memory_bandwidth_bytes_per_s = median_of(copy);
+  profile.elementwise_bytes_per_s = median_of(elementwise);
+  profile.spread_across_passes =
+      PassSpread{median_of(gemm_spread), spread(copy), spread(elementwise)};
   if (report)
     progress << "median of " << o.passes << " passes: copy " << median_of(copy) / 1e9
              << " GB/s, memory-bound layer ops " << median_of(elementwise) / 1e9
              << " GB/s; GEMM rates moved by " << 100 * median_of(gemm_spread) << "% between passes (median shape)"
              << std::endl;
-  profile["collectives"] = measure_collectives(o, world, progress);
+  profile.collectives = measure_collectives(o, world, progress);
   return profile;
 }
 

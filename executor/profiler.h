@@ -7,14 +7,14 @@
 //   collectives: all-reduce, reduce-scatter, all-gather, send/recv for 1 KiB - 256 MiB on
 //                every power-of-two group size the job has, with algorithm and bus
 //                bandwidth (bus = algorithm x the collective's bus factor).
-// The result is one JSON document with the machine, library versions and date.
+// The result is one ProfileData (cost_model/profile_data.h) with the machine, library
+// versions and date.
 #pragma once
 
 #include <iosfwd>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
+#include "cost_model/profile_data.h"
 #include "executor/comm.h"
 
 namespace sextant {
@@ -27,6 +27,6 @@ struct ProfileOptions {
 };
 
 // Collective over the world; rank 0 writes progress lines to `progress`.
-nlohmann::json measure_profile(const ProfileOptions& options, Comm& world, std::ostream& progress);
+ProfileData measure_profile(const ProfileOptions& options, Comm& world, std::ostream& progress);
 
 }  // namespace sextant

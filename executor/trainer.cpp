@@ -262,6 +262,9 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
   check_job(plan, o.plan_path);
   if (o.steps < 1) throw InputError("--steps", "", "must be at least 1");
   if (o.resume && o.checkpoint_dir.empty()) throw InputError("--resume", "", "needs --checkpoint-dir");
+  if (o.keep_checkpoints < 1)
+    throw InputError("--keep-checkpoints", "",
+                     "must be at least 1 (got " + std::to_string(o.keep_checkpoints) + ")");
   auto source = open_token_source(o.data, plan.model.vocab_size, plan.model.seq_len);
   const torch::Device device = pick_device(o.device);
 
@@ -321,7 +324,9 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
             << std::setprecision(4) << s.peak_bytes / (1 << 20) << " MiB" << std::endl;
       }
       if (o.checkpoint_every > 0 && !o.checkpoint_dir.empty() && (step + 1) % o.checkpoint_every == 0)
-        save_checkpoint(o.checkpoint_dir, step + 1, stage_state(stage), identity, *comm.world);
+        for (const std::string& problem : save_checkpoint(o.checkpoint_dir, step + 1, stage_state(stage), identity,
+                                                          o.keep_checkpoints, *comm.world))
+          log << "checkpoint: " << problem << "; the run goes on" << std::endl;
     }
     if (!o.dump_weights.empty()) dump_weights(stage, comm, o.dump_weights);
   } catch (const std::exception& e) {

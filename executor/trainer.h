@@ -38,6 +38,7 @@ struct ExecuteOptions {
   std::string metrics_out;
   std::string checkpoint_dir;
   int64_t checkpoint_every = 0;
+  int64_t keep_checkpoints = 3;  // complete checkpoints left in checkpoint_dir, the latest included
   bool resume = false;
   uint64_t seed = 1234;
   double lr = 1e-3;

@@ -1,5 +1,5 @@
-// libFuzzer target for the input readers: model configs, cluster descriptions, plan files
-// and --fix strings. Every input must either parse or raise InputError; anything else
+// libFuzzer target for the input readers: model configs, cluster descriptions, measured
+// profiles, plan files and --fix strings. Every input must either parse or raise InputError; anything else
 // (another exception, a crash, undefined behaviour) is a bug.
 #include <cstddef>
 #include <cstdint>
@@ -8,6 +8,7 @@
 #include "cost_model/cluster_spec.h"
 #include "cost_model/error.h"
 #include "cost_model/json_fields.h"
+#include "cost_model/measured_profile.h"
 #include "cost_model/model_graph.h"
 #include "cost_model/model_spec.h"
 #include "planner/plan_file.h"
@@ -33,6 +34,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   try {
     sextant::cluster_spec_from_json(json, "fuzz.json");
+  } catch (const sextant::InputError&) {
+  }
+  try {
+    sextant::MeasuredProfile(sextant::profile_from_json(json, "fuzz.json"), 1, "fuzz.json");
   } catch (const sextant::InputError&) {
   }
   try {  // what the reader accepts, the writer writes back unchanged in meaning

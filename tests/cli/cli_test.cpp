@@ -428,6 +428,9 @@ TEST_F(Cli, BadExecuteInput) {
   refused("execute --plan ok.json --device tpu", "--device: tpu: allowed: auto, cpu, cuda");
   refused("execute --plan ok.json --data " + path("missing.txt"), "--data");
   refused("execute --plan ok.json --resume", "--resume: needs --checkpoint-dir");
+  refused("execute --plan ok.json --keep-checkpoints 0",
+          "--keep-checkpoints: must be at least 1 (got 0)");
+  refused("execute --plan ok.json --keep-checkpoints two", "--keep-checkpoints");
   refused("execute --plan ok.json --resume --checkpoint-dir " + path("empty-ckpt"), "no checkpoint here");
   refused("compare --db " + path("nothing.db"), "no such store");
 }

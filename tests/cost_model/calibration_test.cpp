@@ -58,15 +58,17 @@ TEST(Calibration, JsonRoundTripAndOlderSingleFactor) {
   EXPECT_EQ(calibration_for(old, "cluster anything")->compute_factor, 1.5);
 }
 
-nlohmann::json small_profile() {
-  nlohmann::json gemm = nlohmann::json::array();
+ProfileData small_profile() {
+  ProfileData p;
+  p.name = "t";
+  p.memory_bandwidth_bytes_per_s = 1e10;
   for (int m : {64, 256})
     for (int n : {64, 256})
-      for (int k : {64, 256}) gemm.push_back({{"dtype", "fp32"}, {"m", m}, {"n", n}, {"k", k}, {"flops_per_s", 1e9 * (m + n + k)}});
-  nlohmann::json coll = nlohmann::json::array();
-  for (double bytes : {1024.0, 65536.0, 4194304.0})
-    coll.push_back({{"op", "all_reduce"}, {"ranks", 2}, {"bytes", bytes}, {"time_s", 1e-5 + bytes / 2e9}});
-  return {{"name", "t"}, {"memory_bandwidth_bytes_per_s", 1e10}, {"gemm", gemm}, {"collectives", coll}};
+      for (int k : {64, 256}) p.gemm.push_back({"fp32", m, n, k, 1e9 * (m + n + k)});
+  for (int64_t bytes : {1024, 65536, 4194304})
+    p.collectives.push_back(
+        {Collective::all_reduce, 2, bytes, 1e-5 + static_cast<double>(bytes) / 2e9, 0, 0});
+  return p;
 }
 
 TEST(MeasuredProfile, InterpolatesGemmsAndFitsCollectives) {
@@ -82,9 +84,13 @@ TEST(MeasuredProfile, InterpolatesGemmsAndFitsCollectives) {
   EXPECT_NEAR(fit->latency_s, 1e-5, 1e-9);
   EXPECT_NEAR(fit->bus_bw_bytes_per_s, 2e9 * bus_factor(Collective::all_reduce, 2), 1e3);
   EXPECT_EQ(p.collective(Collective::all_gather, 2), nullptr);
-  nlohmann::json holes = small_profile();
-  holes["gemm"].erase(0);
+  EXPECT_EQ(p.elementwise_bw_bytes_per_s(), 1e10);  // not measured: copy bandwidth
+  ProfileData holes = small_profile();
+  holes.gemm.erase(holes.gemm.begin());
   EXPECT_THROW(MeasuredProfile(holes, 1, "test"), InputError);
+  ProfileData no_fp32 = small_profile();
+  for (GemmPoint& g : no_fp32.gemm) g.dtype = "bf16";
+  EXPECT_THROW(MeasuredProfile(no_fp32, 1, "test"), InputError);
 }
 
 }  // namespace

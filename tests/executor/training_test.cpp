@@ -5,10 +5,12 @@
 //    gradient sits at the float32 noise floor move apart more: Adam divides m by sqrt(v),
 //    so summation-order rounding there is amplified to a visible share of the step size;
 //  - a run killed mid-way and resumed from its checkpoint continues with bit-identical losses;
+//  - only the --keep-checkpoints newest checkpoints stay, and the newest resumes;
 //  - a rank that dies ends the job within 60 s; a loss that is not finite stops the run;
 //  - plans that do not match the job are refused before any work.
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -218,6 +220,43 @@ TEST(Training, KilledAndResumedContinuesWithBitIdenticalLosses) {
   // Steps 0-6 ran before the kill; the checkpoint after step 5 resumes at step 6.
   ASSERT_EQ(b.size(), 7u + 4u);
   for (size_t i = 0; i < 10; ++i) EXPECT_EQ(a[i], i < 7 ? b[i] : b[i + 1]) << "step " << i;
+}
+
+std::vector<std::string> checkpoints_in(const std::string& folder) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(work_dir() / folder))
+    if (e.is_directory()) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Checkpoints every 2 steps keep only the --keep-checkpoints newest (3 by default); the
+// newest still resumes bit-identically, and a file of the user's in the folder survives.
+TEST(Training, OldCheckpointsAreDeletedAndTheNewestResumes) {
+  ASSERT_EQ(plan("keep", "dp=2").status, 0);
+  const Result whole = execute("keep", 2, "--steps 16 --metrics-out m-keep-whole.jsonl");
+  ASSERT_EQ(whole.status, 0) << whole.out;
+  fs::remove_all(work_dir() / "ckpt-keep");
+  fs::create_directories(work_dir() / "ckpt-keep");
+  std::ofstream(work_dir() / "ckpt-keep" / "notes.txt") << "not a checkpoint";
+  const Result part = execute(
+      "keep", 2,
+      "--steps 12 --metrics-out m-keep-part.jsonl --checkpoint-dir ckpt-keep --checkpoint-every 2");
+  ASSERT_EQ(part.status, 0) << part.out;
+  EXPECT_EQ(checkpoints_in("ckpt-keep"),
+            (std::vector<std::string>{"step-10", "step-12", "step-8"}));
+  const Result resumed =
+      execute("keep", 2,
+              "--steps 16 --metrics-out m-keep-part.jsonl --checkpoint-dir ckpt-keep "
+              "--checkpoint-every 2 --keep-checkpoints 1 --resume");
+  ASSERT_EQ(resumed.status, 0) << resumed.out;
+  // No deletion failed.
+  EXPECT_EQ(resumed.out.find("checkpoint: "), std::string::npos) << resumed.out;
+  EXPECT_EQ(checkpoints_in("ckpt-keep"), (std::vector<std::string>{"step-16"}));
+  EXPECT_TRUE(fs::exists(work_dir() / "ckpt-keep" / "notes.txt"));
+  const std::vector<double> a = losses("m-keep-whole.jsonl"), b = losses("m-keep-part.jsonl");
+  ASSERT_EQ(b.size(), 16u);
+  for (size_t i = 0; i < 16; ++i) EXPECT_EQ(a[i], b[i]) << "step " << i;
 }
 
 TEST(Training, ADeadRankEndsTheJob) {

@@ -1,7 +1,10 @@
 // Executor pieces that need no second process: the vocab-parallel loss against LibTorch's
 // cross-entropy, initialisation by name, safetensors, data sources, the counting allocator,
-// loss scaling and the optimizer step's overflow handling, bf16 parameter groups.
+// loss scaling and the optimizer step's overflow handling, bf16 parameter groups, pruning
+// old checkpoints.
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 
@@ -61,6 +64,64 @@ TEST(Safetensors, RoundTripAndRefusesTruncatedFiles) {
   std::string bytes((std::istreambuf_iterator<char>(src)), std::istreambuf_iterator<char>());
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() - 4);
   EXPECT_THROW(read_safetensors(path), InputError);
+}
+
+// A checkpoint folder as save_checkpoint leaves it: rank files, and the manifest if whole.
+void make_step(const std::filesystem::path& dir, int64_t step, bool complete) {
+  const std::filesystem::path folder = dir / ("step-" + std::to_string(step));
+  std::filesystem::create_directories(folder);
+  std::ofstream(folder / "rank-0.safetensors") << "x";
+  std::ofstream(folder / "rank-1.safetensors.tmp") << "x";
+  if (complete) std::ofstream(folder / "manifest.json") << "{}";
+}
+
+std::vector<std::string> names_in(const std::filesystem::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(Checkpoints, PruneKeepsTheNewestCompleteOnesAndTouchesNothingElse) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(::testing::TempDir()) / "prune";
+  fs::remove_all(dir);
+  for (int64_t step = 2; step <= 12; step += 2) make_step(dir, step, true);
+  make_step(dir, 5, false);   // cut short before latest: garbage
+  make_step(dir, 11, false);  // between the kept ones, cut short: garbage too
+  make_step(dir, 14, false);  // newer than latest: perhaps being written, left alone
+  make_step(dir, 16, true);   // complete but newer than latest (latest was moved back): left alone
+  std::ofstream(dir / "latest") << "step-12\n";
+  std::ofstream(dir / "notes.txt") << "mine";
+  fs::create_directories(dir / "step-x");
+  fs::create_directories(dir / "step-007");
+  make_step(dir, 3, true);
+  // A file sextant does not write: step-3 is not a checkpoint folder.
+  std::ofstream(dir / "step-3" / "README") << "not sextant's";
+  std::ofstream(dir / "step-1") << "a file, not a folder";
+  EXPECT_TRUE(prune_checkpoints(dir.string(), 3).empty());
+  EXPECT_EQ(names_in(dir), (std::vector<std::string>{"latest", "notes.txt", "step-007", "step-1",
+                                                     "step-10", "step-12", "step-14", "step-16",
+                                                     "step-3", "step-8", "step-x"}));
+  EXPECT_EQ(names_in(dir / "step-3").size(), 4u);
+  EXPECT_EQ(
+      names_in(dir / "step-12"),
+      (std::vector<std::string>{"manifest.json", "rank-0.safetensors", "rank-1.safetensors.tmp"}));
+  EXPECT_TRUE(prune_checkpoints(dir.string(), 3).empty());  // nothing more to do
+  EXPECT_EQ(names_in(dir).size(), 11u);
+  EXPECT_TRUE(prune_checkpoints(dir.string(), 1).empty());
+  EXPECT_EQ(names_in(dir),
+            (std::vector<std::string>{"latest", "notes.txt", "step-007", "step-1", "step-12",
+                                      "step-14", "step-16", "step-3", "step-x"}));
+  // latest naming a folder that is not a whole checkpoint, or nothing: nothing is deleted.
+  make_step(dir, 4, true);
+  std::ofstream(dir / "latest") << "step-14\n";
+  EXPECT_TRUE(prune_checkpoints(dir.string(), 1).empty());
+  fs::remove(dir / "latest");
+  EXPECT_TRUE(prune_checkpoints(dir.string(), 1).empty());
+  EXPECT_TRUE(fs::exists(dir / "step-4"));
+  EXPECT_THROW(prune_checkpoints(dir.string(), 0), std::invalid_argument);
 }
 
 TEST(Data, DeterministicBySampleIndex) {
