@@ -20,8 +20,8 @@ namespace {
 
 // `sextant execute` and `sextant profile` run in sextant-runtime, beside this binary, which
 // links LibTorch and MPI; the planner stays free of their start-up cost. Replaces this process (before MPI
-// starts, so it works under mpirun and srun too). Without the runtime beside it (a build without
-// the executor, or one that has not built it yet), says how to get it, with exit status 2.
+// starts, so it works under mpirun and srun too). Without the runtime beside it (a build
+// without the executor, or one that has not built it yet), says how to get it: exit status 2.
 int exec_executor(char** argv) {
   char self[PATH_MAX];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -29,9 +29,10 @@ int exec_executor(char** argv) {
   dir = dir.substr(0, dir.find_last_of('/') + 1);
   const std::string executor = dir + "sextant-runtime";
   if (access(executor.c_str(), X_OK) != 0) {
-    std::cerr << "sextant: error: " << argv[1] << " needs sextant-runtime, which this build does not have (no "
-              << executor << "); run ./scripts/build.sh sextant-runtime in the sextant checkout (installs LibTorch "
-              << "and OpenMPI, builds the executor)\n";
+    std::cerr << "sextant: error: " << argv[1]
+              << " needs sextant-runtime, which this build does not have (no " << executor
+              << "); run ./scripts/build.sh sextant-runtime in the sextant checkout (installs "
+                 "LibTorch and OpenMPI, builds the executor)\n";
     return 2;
   }
   argv[0] = const_cast<char*>(executor.c_str());

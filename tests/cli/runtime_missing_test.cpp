@@ -31,7 +31,8 @@ TEST(CliWithoutRuntime, ExecuteAndProfileSayHowToGetIt) {
   fs::copy_file(SEXTANT_BINARY, copy);
   ASSERT_FALSE(fs::exists(dir / "sextant-runtime"));
   for (const std::string verb : {"execute --plan plan.json --steps 3", "profile --name here"}) {
-    const std::string cmd = "cd " + dir.string() + " && " + copy.string() + " " + verb + " >out 2>err";
+    const std::string cmd =
+        "cd " + dir.string() + " && " + copy.string() + " " + verb + " >out 2>err";
     const int raw = std::system(cmd.c_str());
     ASSERT_TRUE(WIFEXITED(raw)) << verb;
     EXPECT_EQ(WEXITSTATUS(raw), 2) << verb;
