@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Quick-start entry point: installs dependencies, builds the sextant binary, runs it.
+# Quick-start entry point: installs what the command needs, builds it, runs it.
+# plan, compare, calibrate, export, simulate: the planner's packages and the sextant binary.
+# execute, profile: also LibTorch and OpenMPI, and sextant-runtime.
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
-if ! "$root/scripts/build.sh" sextant >"$root/build.log" 2>&1; then
+targets=(sextant)
+case "${1:-}" in
+  execute | profile) targets+=(sextant-runtime) ;;
+esac
+if ! "$root/scripts/build.sh" "${targets[@]}" >"$root/build.log" 2>&1; then
   cat "$root/build.log" >&2
   exit 1
 fi

@@ -6,8 +6,10 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "cli/compare_command.h"
@@ -19,13 +21,21 @@ namespace {
 
 // `sextant execute` and `sextant profile` run in sextant-runtime, beside this binary, which
 // links LibTorch and MPI; the planner stays free of their start-up cost. Replaces this process (before MPI
-// starts, so it works under mpirun and srun too).
+// starts, so it works under mpirun and srun too). Without the runtime beside it (a build
+// without the executor, or one that has not built it yet), says how to get it: exit status 2.
 int exec_executor(char** argv) {
   char self[PATH_MAX];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   std::string dir = n > 0 ? std::string(self, static_cast<size_t>(n)) : std::string(argv[0]);
   dir = dir.substr(0, dir.find_last_of('/') + 1);
   const std::string executor = dir + "sextant-runtime";
+  if (access(executor.c_str(), X_OK) != 0) {
+    std::cerr << "sextant: error: " << argv[1]
+              << " needs sextant-runtime, which this build does not have (no " << executor
+              << "); run ./scripts/build.sh sextant-runtime in the sextant checkout (installs "
+                 "LibTorch and OpenMPI, builds the executor)\n";
+    return 2;
+  }
   argv[0] = const_cast<char*>(executor.c_str());
   // One core per rank: BLAS libraries read these when they load, so they are set here,
   // before the runtime starts (a user's own setting wins). Profiles and runs then measure
@@ -33,7 +43,7 @@ int exec_executor(char** argv) {
   setenv("OPENBLAS_NUM_THREADS", "1", 0);
   setenv("OMP_NUM_THREADS", "1", 0);
   execv(executor.c_str(), argv);
-  std::cerr << "sextant: cannot start " << executor << " (build the sextant-runtime target)\n";
+  std::cerr << "sextant: error: cannot start " << executor << ": " << std::strerror(errno) << "\n";
   return 1;
 }
 

@@ -4,13 +4,13 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-600}
-"$root/scripts/deps.sh"
+"$root/scripts/deps.sh" planner
 command -v clang++ >/dev/null || { echo "fuzz: clang++ not found" >&2; exit 1; }
 build="$root/build-fuzz"
 flags="-fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=undefined -g -O1"
 cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
-  -DSEXTANT_BUILD_FUZZ=ON -DSEXTANT_BUILD_TESTS=OFF -DSEXTANT_BUILD_BENCH=OFF >/dev/null
+  -DSEXTANT_BUILD_FUZZ=ON -DSEXTANT_WITH_EXECUTOR=OFF -DSEXTANT_BUILD_TESTS=OFF -DSEXTANT_BUILD_BENCH=OFF >/dev/null
 cmake --build "$build" -j2 --target fuzz_json_readers >&2
 corpus="$build/corpus"
 mkdir -p "$corpus"

@@ -17,7 +17,7 @@ mkdir -p "$out"
 } >"$out/env.txt" 2>&1
 torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
 if ! cmake -S "$root" -B "$root/build-gpu" -DCMAKE_PREFIX_PATH="$torch_prefix" -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DSEXTANT_BUILD_BENCH=ON -DSEXTANT_BUILD_TESTS=ON >"$out/configure.log" 2>&1; then
+  -DSEXTANT_WITH_EXECUTOR=ON -DSEXTANT_BUILD_BENCH=ON -DSEXTANT_BUILD_TESTS=ON >"$out/configure.log" 2>&1; then
   echo "configure failed (what is missing: $out/env.txt):"; tail -20 "$out/configure.log"; exit 1
 fi
 cmake --build "$root/build-gpu" -j"$(nproc)" >"$out/build.log" 2>&1
