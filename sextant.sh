@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick-start entry point: installs what the command needs, builds it, runs it.
-# plan, compare, calibrate, export, simulate: the planner's packages and the sextant binary.
+# plan, compare, calibrate, export (every command that needs no training): the planner's packages and the sextant binary.
 # execute, profile: also LibTorch and OpenMPI, and sextant-runtime.
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages sextant builds against, only those missing.
 #   scripts/deps.sh planner   the planner: `sextant` (plan, compare, calibrate, export,
-#                             simulate), its tests and benchmarks
+#                             and later commands that need no training), its tests and benchmarks
 #   scripts/deps.sh [all]     also the executor (sextant-runtime: execute, profile):
 #                             LibTorch and OpenMPI
 # Uses sudo only when not root. Safe to run repeatedly.
