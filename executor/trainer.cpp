@@ -126,11 +126,14 @@ OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& gro
 
 namespace {
 
-// This rank's device: with several GPUs per node, the node-local rank picks one.
-torch::Device pick_device(const std::string& wanted) {
+// This rank's device: with several GPUs per node, the node-local rank picks one. --fp64
+// runs on CPU ranks (the CUDA kernels are fp32).
+torch::Device pick_device(const std::string& wanted, bool fp64) {
   if (wanted != "auto" && wanted != "cpu" && wanted != "cuda")
     throw InputError("--device", wanted, "allowed: auto, cpu, cuda");
-  const bool have_gpu = torch::cuda::is_available();
+  if (fp64 && wanted == "cuda")
+    throw InputError("--fp64", "", "trains on CPU ranks only; use --device cpu");
+  const bool have_gpu = !fp64 && torch::cuda::is_available();
   if (wanted == "cuda" && !have_gpu)
     throw InputError("--device", wanted, "LibTorch sees no CUDA device here (LibTorch " TORCH_VERSION ")");
   if (wanted == "cpu" || !have_gpu) return torch::kCPU;
@@ -141,6 +144,15 @@ torch::Device pick_device(const std::string& wanted) {
       break;
     }
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local % static_cast<int>(torch::cuda::device_count())));
+}
+
+// What the model computes in: the plan's precision, or float64 for an fp32 plan under --fp64.
+torch::ScalarType run_dtype(const PlanFile& plan, const ExecuteOptions& o) {
+  if (!o.fp64) return working_dtype(plan.job.precision, o.plan_path);
+  if (plan.job.precision != Precision::fp32)
+    throw InputError("--fp64", "",
+                     std::string("needs an fp32 plan (got ") + to_string(plan.job.precision) + ")");
+  return torch::kDouble;
 }
 
 CommGroups make_gpu_comm_groups(const ParallelLayout& layout, int device) {
@@ -200,7 +212,7 @@ void dump_weights(Stage& stage, CommGroups& comm, const std::string& dir) {
       const ParamSpec& spec = g->specs()[i];
       torch::Tensor v = values[i];
       if (spec.shard_dim >= 0 && comm.layout.tp > 1) {
-        torch::Tensor all = torch::empty({comm.layout.tp * v.numel()});
+        torch::Tensor all = torch::empty({comm.layout.tp * v.numel()}, v.options());
         comm.tp->all_gather(v.reshape({-1}).contiguous(), all);
         std::vector<torch::Tensor> parts;
         for (int64_t r = 0; r < comm.layout.tp; ++r) parts.push_back(all.narrow(0, r * v.numel(), v.numel()).view(v.sizes()));
@@ -258,21 +270,24 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
                                                 std::to_string(world_size) + " ranks; launch with mpirun -np " +
                                                 std::to_string(l.world_size()));
   if (const std::string why = unsupported_reason(plan.model, l); !why.empty()) throw InputError(o.plan_path, "model", why);
-  const torch::ScalarType dtype = working_dtype(plan.job.precision, o.plan_path);
+  const torch::ScalarType dtype = run_dtype(plan, o);
   if (l.offload != Offload::none) throw InputError(o.plan_path, "layout.offload", "offload is not supported by the executor yet");
   if (o.steps < 1) throw InputError("--steps", "", "must be at least 1");
   if (o.resume && o.checkpoint_dir.empty()) throw InputError("--resume", "", "needs --checkpoint-dir");
   auto source = open_token_source(o.data, plan.model.vocab_size, plan.model.seq_len);
 
-  const torch::Device device = pick_device(o.device);
+  const torch::Device device = pick_device(o.device, o.fp64);
   install_counting_allocator();
   torch::set_num_threads(1);  // one core per rank
   CommGroups comm = device.is_cuda() ? make_gpu_comm_groups(l, device.index()) : make_comm_groups(l);
   Stage stage(plan.model, l, plan.partition, comm, o.seed, dtype, device);
   LossScaler scaler(plan.job.precision == Precision::fp16);
-  const nlohmann::json identity = {{"layout", layout_to_json(l)}, {"params", plan.model.total_params()},
-                                   {"seq_len", plan.model.seq_len}, {"global_batch", plan.job.global_batch},
-                                   {"seed", o.seed}};
+  nlohmann::json identity = {{"layout", layout_to_json(l)},
+                             {"params", plan.model.total_params()},
+                             {"seq_len", plan.model.seq_len},
+                             {"global_batch", plan.job.global_batch},
+                             {"seed", o.seed}};
+  if (o.fp64) identity["fp64"] = true;  // its float64 state is not an fp32 run's
   int64_t first = 0;
   if (o.resume) {
     auto [step, state] = load_checkpoint(o.checkpoint_dir, identity, *comm.world);
@@ -318,7 +333,9 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
       save_checkpoint(o.checkpoint_dir, step + 1, stage_state(stage), identity, *comm.world);
   }
   if (!o.dump_weights.empty()) dump_weights(stage, comm, o.dump_weights);
-  if (world_rank == 0) {
+  if (world_rank == 0 && o.fp64) {
+    log << "run not stored: --fp64 trains in float64, so its speed is not the plan's" << std::endl;
+  } else if (world_rank == 0) {
     const int64_t id = Store(o.db).save_run(run);
     log << "run " << id << " stored in " << o.db << std::endl;
   }
