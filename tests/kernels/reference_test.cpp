@@ -2,17 +2,17 @@
 // torch::optim::AdamW, the vocab-parallel cross-entropy (shards joined as the tp
 // reductions would) against cross_entropy and its autograd gradient. Every bound is
 // exact or derived from the dtype's unit roundoff u (the truth computed in float64).
-#include "kernels/reference.h"
-
-#include <gtest/gtest.h>
-#include <torch/torch.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <vector>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "kernels/reference.h"
 
 namespace sextant::kernels {
 namespace {
