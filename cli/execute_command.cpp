@@ -30,6 +30,9 @@ void add_execute_command(CLI::App& app, ExecuteOptions& o) {
   cmd->add_option("--lr", o.lr, "AdamW learning rate")->capture_default_str();
   cmd->add_option("--dump-weights", o.dump_weights, "Write the final full weights here (one file per stage)");
   cmd->add_option("--device", o.device, "auto (a GPU when LibTorch sees one), cpu or cuda")->capture_default_str();
+  cmd->add_flag(
+      "--fp64", o.fp64,
+      "Train an fp32 plan entirely in float64 on CPU ranks (equivalence checks; not stored)");
 }
 
 namespace {

@@ -49,10 +49,11 @@ torch::Tensor maybe_at(const ParamMap& p, const std::string& name) {
 }
 
 torch::Tensor norm(const ParamMap& p, const std::string& prefix, const torch::Tensor& x, const ModelSpec& m) {
-  // Norms compute in fp32 whatever the working dtype (a no-op cast in fp32 runs).
-  const torch::Tensor xf = x.to(torch::kFloat), w = at(p, prefix + ".weight").to(torch::kFloat);
+  // Norms compute in fp32 at least, whatever the working dtype (no-op casts in fp32 and fp64).
+  const torch::ScalarType wide = at_least_fp32(x.scalar_type());
+  const torch::Tensor xf = x.to(wide), w = at(p, prefix + ".weight").to(wide);
   if (m.norm == NormKind::layernorm)
-    return torch::layer_norm(xf, {m.hidden_size}, w, at(p, prefix + ".bias").to(torch::kFloat), m.norm_eps)
+    return torch::layer_norm(xf, {m.hidden_size}, w, at(p, prefix + ".bias").to(wide), m.norm_eps)
         .to(x.scalar_type());
   return (xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + m.norm_eps) * w).to(x.scalar_type());
 }
@@ -81,7 +82,8 @@ torch::Tensor rotary(const torch::Tensor& x, const ModelSpec& m) {
   const int64_t d = x.size(3), s = x.size(0);
   const int64_t rot = static_cast<int64_t>(std::floor(static_cast<double>(d) * m.rotary_pct / 2)) * 2;
   if (rot == 0) return x;
-  auto opts = x.options().dtype(torch::kFloat);  // positions and angles in fp32 (bf16 cannot count past 256)
+  // Positions and angles in fp32 at least (bf16 cannot count past 256).
+  auto opts = x.options().dtype(at_least_fp32(x.scalar_type()));
   torch::Tensor inv_freq = torch::pow(m.rope_theta, -torch::arange(0, rot, 2, opts) / static_cast<double>(rot));
   torch::Tensor angles = torch::outer(torch::arange(s, opts), inv_freq);
   torch::Tensor cos = torch::cat({angles, angles}, -1).cos().view({s, 1, 1, rot});
@@ -112,7 +114,8 @@ torch::Tensor attention_core(const torch::Tensor& q, const torch::Tensor& k, con
     torch::Tensor scores = torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(d));
     torch::Tensor mask = torch::ones({s, s}, q.options().dtype(torch::kBool)).triu(1);
     scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
-    context = torch::matmul(torch::softmax(scores, -1, torch::kFloat).to(vh.scalar_type()), vh);
+    torch::Tensor probs = torch::softmax(scores, -1, at_least_fp32(scores.scalar_type()));
+    context = torch::matmul(probs.to(vh.scalar_type()), vh);
   }
   return context.permute({2, 0, 1, 3}).reshape({s, b, hq * d});
 }
@@ -182,7 +185,7 @@ std::vector<ParamSpec> layer_param_specs(const ModelSpec& m, LayerKind kind, int
 }
 
 torch::Tensor init_param(const ParamSpec& spec, uint64_t seed, int64_t tp_rank, int64_t tp) {
-  torch::Tensor full;
+  torch::Tensor full;  // fp32 in every run: --fp64 widens it, so it starts from the fp32 model
   if (spec.init == Init::ones) {
     full = torch::ones(spec.shape);
   } else if (spec.init == Init::zeros) {
@@ -239,8 +242,8 @@ torch::Tensor head_loss(const ParamMap& p, const torch::Tensor& x, const torch::
   const torch::Tensor& w = m.tied_embeddings ? at(p, "embed.weight") : at(p, "head.weight");
   torch::Tensor logits = torch::matmul(h, w.t());
   torch::Tensor flat_targets = targets.transpose(0, 1).reshape({-1});
-  return vocab_parallel_cross_entropy(logits.reshape({-1, w.size(0)}).to(torch::kFloat), flat_targets, ctx.tp->rank() * w.size(0),
-                                      *ctx.tp)
+  torch::Tensor wide = logits.reshape({-1, w.size(0)}).to(at_least_fp32(logits.scalar_type()));
+  return vocab_parallel_cross_entropy(wide, flat_targets, ctx.tp->rank() * w.size(0), *ctx.tp)
       .sum();
 }
 

@@ -39,6 +39,13 @@ std::string unsupported_reason(const ModelSpec& model, const ParallelLayout& lay
 
 using ParamMap = std::unordered_map<std::string, torch::Tensor>;
 
+// The dtype for what must not compute in 16 bits (norms, RoPE angles, softmax, the
+// cross-entropy, master weights and Adam's m and v): the wider of fp32 and `working`
+// (fp32 for fp32/bf16/fp16 runs, fp64 under `execute --fp64`).
+inline torch::ScalarType at_least_fp32(torch::ScalarType working) {
+  return c10::promoteTypes(working, torch::kFloat);
+}
+
 struct ModelContext {
   const ModelSpec* model = nullptr;
   Comm* tp = nullptr;

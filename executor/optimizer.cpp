@@ -18,8 +18,10 @@ ParamGroup::ParamGroup(std::vector<ParamSpec> specs, const std::vector<torch::Te
   }
   const int64_t dp_size = dp_.size();
   padded_ = (numel_ + dp_size - 1) / dp_size * dp_size;
-  torch::Tensor full = torch::zeros({padded_});
-  torch::Tensor decay = torch::zeros({padded_});
+  // The values come in fp32 (init_param) and are widened here under --fp64.
+  const auto master = torch::TensorOptions().dtype(master_dtype());
+  torch::Tensor full = torch::zeros({padded_}, master);
+  torch::Tensor decay = torch::zeros({padded_}, master);
   int64_t offset = 0;
   for (size_t i = 0; i < values.size(); ++i) {
     full.narrow(0, offset, values[i].numel()).copy_(values[i].reshape({-1}));
@@ -33,7 +35,8 @@ ParamGroup::ParamGroup(std::vector<ParamSpec> specs, const std::vector<torch::Te
   grad_ = torch::zeros({part}, full.options());
   m_ = torch::zeros({part}, full.options());
   v_ = torch::zeros({part}, full.options());
-  for (size_t i = 0; i < values.size(); ++i) params_.push_back(torch::empty({0}).requires_grad_(true));
+  for (size_t i = 0; i < values.size(); ++i)
+    params_.push_back(torch::empty({0}, full.options().dtype(working_dtype_)).requires_grad_(true));
   if (zero_ == 3) {
     shard_ = full.narrow(0, begin, part).clone();  // the rest is dropped
   } else {
@@ -87,7 +90,8 @@ void ParamGroup::before_use() {
 
 void ParamGroup::after_use() {
   if (zero_ != 3) return;
-  for (torch::Tensor& p : params_) p.set_data(torch::empty({0}));
+  for (torch::Tensor& p : params_)
+    p.set_data(torch::empty({0}, shard_.options().dtype(working_dtype_)));
 }
 
 void ParamGroup::after_backward() {
@@ -137,20 +141,33 @@ double ParamGroup::grad_square_sum(bool count_replicated_here) const {
   return square_sum(grad_);
 }
 
+namespace {
+
+// The AdamW arguments in the master weights' type (float, or double under --fp64).
+template <typename T>
+kernels::AdamWArgsOf<T> adam_args(const AdamConfig& c, double clip_coef, int64_t step) {
+  kernels::AdamWArgsOf<T> args;
+  args.lr = static_cast<T>(c.lr);
+  args.beta1 = static_cast<T>(c.beta1);
+  args.beta2 = static_cast<T>(c.beta2);
+  args.eps = static_cast<T>(c.eps);
+  args.weight_decay = static_cast<T>(c.weight_decay);  // matrices only, by the decay mask
+  args.grad_scale = static_cast<T>(clip_coef);
+  args.step = step;
+  return args;
+}
+
+}  // namespace
+
 void ParamGroup::step(const AdamConfig& c, double clip_coef, int64_t step) {
   torch::NoGradGuard no_grad;
-  kernels::AdamWArgs args;
-  args.lr = static_cast<float>(c.lr);
-  args.beta1 = static_cast<float>(c.beta1);
-  args.beta2 = static_cast<float>(c.beta2);
-  args.eps = static_cast<float>(c.eps);
-  args.weight_decay = static_cast<float>(c.weight_decay);  // matrices only, by the decay mask
-  args.grad_scale = static_cast<float>(clip_coef);
-  args.step = step;
   // ZeRO-0 writes the whole working copy here; ZeRO-1/2 write their shard of it, then gather.
   torch::Tensor working_out;
   if (mixed() && zero_ < 3) working_out = zero_ == 0 ? working_ : torch::empty({shard_.numel()}, working_.options());
-  adamw_step(shard_, m_, v_, grad_, decay_, args, working_out);
+  if (master_dtype() == torch::kDouble)
+    adamw_step(shard_, m_, v_, grad_, decay_, adam_args<double>(c, clip_coef, step));
+  else
+    adamw_step(shard_, m_, v_, grad_, decay_, adam_args<float>(c, clip_coef, step), working_out);
   grad_.zero_();
   if (zero_ == 1 || zero_ == 2) {
     torch::Tensor mine = working_out.defined() ? working_out : shard_.clone();  // MPI forbids aliasing

@@ -1,5 +1,5 @@
-// Parameters in flat fp32 buffers, ZeRO 0-3 over the data-parallel group, and AdamW with
-// weight decay and global-norm clipping across every shard.
+// Parameters in flat fp32 buffers (fp64 under --fp64), ZeRO 0-3 over the data-parallel
+// group, and AdamW with weight decay and global-norm clipping across every shard.
 //
 // Each layer's parameters form up to two groups (split over tp, or the same on every tp
 // rank), each one flat buffer padded to a multiple of dp; a group is also the gradient
@@ -16,6 +16,8 @@
 // master weights; the model computes with a 16-bit working copy (the autograd leaves),
 // which the AdamW step writes (kernels/reference.h, the CPU twin of the CUDA kernel) and
 // ZeRO-1/2 all-gather in 16 bits. Gradients are accumulated and reduced in fp32.
+// Under `execute --fp64` (working dtype fp64) everything above is float64 instead: master
+// weights, m, v and gradients, with no separate working copy.
 #pragma once
 
 #include <cstdint>
@@ -75,7 +77,9 @@ class ParamGroup final : public ShardedParams {
  private:
   torch::Tensor flat_grads_of_params() const;
   void point_params_at(const torch::Tensor& flat);
-  bool mixed() const { return working_dtype_ != torch::kFloat; }
+  // Master weights, m, v and gradients: fp32, or fp64 under --fp64.
+  torch::ScalarType master_dtype() const { return at_least_fp32(working_dtype_); }
+  bool mixed() const { return working_dtype_ != master_dtype(); }
   void refresh_working_copy();  // from the master values, after a step or a restore
 
   std::vector<ParamSpec> specs_;

@@ -47,6 +47,15 @@ void adamw_step(torch::Tensor& master, torch::Tensor& m, torch::Tensor& v, const
                            decay.data_ptr<float>(), master.numel(), args, out, out_dtype);
 }
 
+void adamw_step(torch::Tensor& master, torch::Tensor& m, torch::Tensor& v,
+                const torch::Tensor& grad, const torch::Tensor& decay,
+                const kernels::AdamWArgsOf<double>& args) {
+  if (on_gpu(master))
+    throw std::runtime_error("fp64 AdamW runs on the CPU only (the CUDA kernels are fp32)");
+  kernels::adamw_reference(master.data_ptr<double>(), m.data_ptr<double>(), v.data_ptr<double>(),
+                           grad.data_ptr<double>(), decay.data_ptr<double>(), master.numel(), args);
+}
+
 bool unscale(const std::vector<torch::Tensor>& tensors, float inv_scale) {
   if (tensors.empty()) return false;
   if (on_gpu(tensors.front())) {

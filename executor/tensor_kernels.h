@@ -17,11 +17,15 @@ kernels::DType kernel_dtype(torch::ScalarType type);
 // writes the updated master into `working` (bf16/fp16) when it is defined.
 void adamw_step(torch::Tensor& master, torch::Tensor& m, torch::Tensor& v, const torch::Tensor& grad,
                 const torch::Tensor& decay, const kernels::AdamWArgs& args, const torch::Tensor& working);
+// The same on contiguous fp64 CPU tensors (`execute --fp64`): the reference's double instantiation.
+void adamw_step(torch::Tensor& master, torch::Tensor& m, torch::Tensor& v,
+                const torch::Tensor& grad, const torch::Tensor& decay,
+                const kernels::AdamWArgsOf<double>& args);
 
 // Scales every fp32 tensor in place by inv_scale; true if any element is inf or NaN.
 bool unscale(const std::vector<torch::Tensor>& tensors, float inv_scale);
 
-// Σ x² over a contiguous fp32 tensor.
+// Σ x² over a contiguous fp32 (or, on the CPU, fp64) tensor.
 double square_sum(const torch::Tensor& tensor);
 
 }  // namespace sextant

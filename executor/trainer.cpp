@@ -104,11 +104,14 @@ OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& gro
 
 namespace {
 
-// This rank's device: with several GPUs per node, the node-local rank picks one.
-torch::Device pick_device(const std::string& wanted) {
+// This rank's device: with several GPUs per node, the node-local rank picks one. --fp64
+// runs on CPU ranks (the CUDA kernels are fp32).
+torch::Device pick_device(const std::string& wanted, bool fp64) {
   if (wanted != "auto" && wanted != "cpu" && wanted != "cuda")
     throw InputError("--device", wanted, "allowed: auto, cpu, cuda");
-  const bool have_gpu = torch::cuda::is_available();
+  if (fp64 && wanted == "cuda")
+    throw InputError("--fp64", "", "trains on CPU ranks only; use --device cpu");
+  const bool have_gpu = !fp64 && torch::cuda::is_available();
   if (wanted == "cuda" && !have_gpu)
     throw InputError("--device", wanted, "LibTorch sees no CUDA device here (LibTorch " TORCH_VERSION ")");
   if (wanted == "cpu" || !have_gpu) return torch::kCPU;
@@ -119,6 +122,15 @@ torch::Device pick_device(const std::string& wanted) {
       break;
     }
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local % static_cast<int>(torch::cuda::device_count())));
+}
+
+// What the model computes in: the plan's precision, or float64 for an fp32 plan under --fp64.
+torch::ScalarType run_dtype(const PlanFile& plan, const ExecuteOptions& o) {
+  if (!o.fp64) return working_dtype(plan.job.precision, o.plan_path);
+  if (plan.job.precision != Precision::fp32)
+    throw InputError("--fp64", "",
+                     std::string("needs an fp32 plan (got ") + to_string(plan.job.precision) + ")");
+  return torch::kDouble;
 }
 
 CommGroups make_gpu_comm_groups(const ParallelLayout& layout, int device) {
@@ -178,7 +190,7 @@ void dump_weights(Stage& stage, CommGroups& comm, const std::string& dir) {
       const ParamSpec& spec = g->specs()[i];
       torch::Tensor v = values[i];
       if (spec.shard_dim >= 0 && comm.layout.tp > 1) {
-        torch::Tensor all = torch::empty({comm.layout.tp * v.numel()});
+        torch::Tensor all = torch::empty({comm.layout.tp * v.numel()}, v.options());
         comm.tp->all_gather(v.reshape({-1}).contiguous(), all);
         std::vector<torch::Tensor> parts;
         for (int64_t r = 0; r < comm.layout.tp; ++r) parts.push_back(all.narrow(0, r * v.numel(), v.numel()).view(v.sizes()));
@@ -212,22 +224,6 @@ void check_job(const PlanFile& plan, const std::string& path) {
     throw InputError(path, "layout.offload", "offload is not supported by the executor yet");
 }
 
-// Rank 0 alone opens the store and the metrics file; when that fails every rank must stop
-// with it, before the first collective, or the others would wait there for ever.
-template <typename Open>
-void open_on_rank0(int rank, Open&& open) {
-  std::exception_ptr failure;
-  if (rank == 0) try {
-      open();
-    } catch (const InputError&) {
-      failure = std::current_exception();
-    }
-  int failed = failure ? 1 : 0;
-  MPI_CHECK(MPI_Bcast(&failed, 1, MPI_INT, 0, MPI_COMM_WORLD));
-  if (failure) std::rethrow_exception(failure);
-  if (failed) throw InputError("rank 0", "", "could not open the store or the metrics file");
-}
-
 RunStart run_start(const PlanFile& plan, const ExecuteOptions& o) {
   RunStart r;
   r.plan_path = o.plan_path;
@@ -245,6 +241,92 @@ RunStart run_start(const PlanFile& plan, const ExecuteOptions& o) {
   return r;
 }
 
+// What rank 0 writes as the run goes: the store (the run when it starts, each step as it
+// finishes, how it ended), the metrics file and the step lines of the log. Only rank 0
+// makes one; the others call follow().
+// A --fp64 run is not stored: it trains in float64, so its speed is not the plan's.
+class RunRecorder {
+ public:
+  // Collective: opened by rank 0 once the input has been checked (bad input writes
+  // nothing); when it cannot, every rank stops with it, before any collective of the run,
+  // or the others would wait there for ever.
+  RunRecorder(const ExecuteOptions& o, const PlanFile& plan, std::ostream& log) : log_(log), db_(o.db) {
+    std::exception_ptr failure;
+    try {
+      if (!o.fp64) store_.emplace(o.db);
+      if (!o.metrics_out.empty()) {
+        metrics_.open(o.metrics_out, o.resume ? std::ios::app : std::ios::trunc);
+        if (!metrics_) throw InputError("--metrics-out", o.metrics_out, "cannot open for writing");
+      }
+      if (store_) run_id_ = store_->begin_run(run_start(plan, o));
+    } catch (const InputError&) {
+      failure = std::current_exception();
+    }
+    agree(failure);
+  }
+  static void follow() { agree(nullptr); }  // the other ranks' side of the constructor
+
+  void step(const StepRecord& r, double grad_norm, const LossScaler& scaler, bool skipped) {
+    if (store_) store_->append_step(run_id_, r);  // a killed run keeps every step it finished
+    nlohmann::json line = {{"step", r.step}, {"loss", r.loss}, {"step_time_s", r.step_time_s},
+                           {"tokens_per_s", r.tokens_per_s}, {"mfu", r.mfu}, {"peak_bytes", r.peak_bytes},
+                           {"grad_norm", skipped ? nlohmann::json() : nlohmann::json(grad_norm)}};
+    if (scaler.dynamic()) {
+      line["loss_scale"] = scaler.scale();
+      line["skipped"] = skipped;
+    }
+    if (metrics_.is_open()) metrics_ << line.dump() << std::endl;
+    log_ << "step " << r.step << "  loss " << std::setprecision(6) << r.loss << "  " << std::setprecision(4)
+         << r.step_time_s << " s  " << std::setprecision(6) << r.tokens_per_s << " tokens/s  peak "
+         << std::setprecision(4) << r.peak_bytes / (1 << 20) << " MiB" << std::endl;
+  }
+  void failed(const std::string& error) noexcept {
+    if (!store_) return;
+    try {  // the run's own error is the one to report
+      store_->end_run(run_id_, RunStatus::failed, error);
+    } catch (const std::exception&) {
+    }
+  }
+  void finished() {
+    if (!store_) {
+      log_ << "run not stored: --fp64 trains in float64, so its speed is not the plan's" << std::endl;
+      return;
+    }
+    store_->end_run(run_id_, RunStatus::finished);
+    log_ << "run " << run_id_ << " stored in " << db_ << std::endl;
+  }
+
+ private:
+  static void agree(std::exception_ptr failure) {
+    int failed = failure ? 1 : 0;
+    MPI_CHECK(MPI_Bcast(&failed, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    if (failure) std::rethrow_exception(failure);
+    if (failed) throw InputError("rank 0", "", "could not open the store or the metrics file");
+  }
+  std::ostream& log_;
+  std::string db_;
+  std::optional<Store> store_;
+  std::ofstream metrics_;
+  int64_t run_id_ = 0;
+};
+
+// Everything checked before any work: bad input is refused on every rank alike.
+torch::ScalarType check_input(const PlanFile& plan, const ExecuteOptions& o, int world_size) {
+  const ParallelLayout& l = plan.layout;
+  if (world_size != l.world_size())
+    throw InputError(o.plan_path, "layout", "dp*tp*pp = " + std::to_string(l.world_size()) + " but the job has " +
+                                                std::to_string(world_size) + " ranks; launch with mpirun -np " +
+                                                std::to_string(l.world_size()));
+  if (const std::string why = unsupported_reason(plan.model, l); !why.empty()) throw InputError(o.plan_path, "model", why);
+  const torch::ScalarType dtype = run_dtype(plan, o);
+  check_job(plan, o.plan_path);
+  if (o.steps < 1) throw InputError("--steps", "", "must be at least 1");
+  if (o.resume && o.checkpoint_dir.empty()) throw InputError("--resume", "", "needs --checkpoint-dir");
+  if (o.keep_checkpoints < 1)
+    throw InputError("--keep-checkpoints", "", "must be at least 1 (got " + std::to_string(o.keep_checkpoints) + ")");
+  return dtype;
+}
+
 }  // namespace
 
 void execute_plan(const ExecuteOptions& o, std::ostream& log) {
@@ -252,52 +334,36 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
   int world_size = 1, world_rank = 0;
   MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world_size));
   MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
-  const ParallelLayout& l = plan.layout;
-  if (world_size != l.world_size())
-    throw InputError(o.plan_path, "layout", "dp*tp*pp = " + std::to_string(l.world_size()) + " but the job has " +
-                                                std::to_string(world_size) + " ranks; launch with mpirun -np " +
-                                                std::to_string(l.world_size()));
-  if (const std::string why = unsupported_reason(plan.model, l); !why.empty()) throw InputError(o.plan_path, "model", why);
-  const torch::ScalarType dtype = working_dtype(plan.job.precision, o.plan_path);
-  check_job(plan, o.plan_path);
-  if (o.steps < 1) throw InputError("--steps", "", "must be at least 1");
-  if (o.resume && o.checkpoint_dir.empty()) throw InputError("--resume", "", "needs --checkpoint-dir");
-  if (o.keep_checkpoints < 1)
-    throw InputError("--keep-checkpoints", "",
-                     "must be at least 1 (got " + std::to_string(o.keep_checkpoints) + ")");
+  const torch::ScalarType dtype = check_input(plan, o, world_size);
   auto source = open_token_source(o.data, plan.model.vocab_size, plan.model.seq_len);
-  const torch::Device device = pick_device(o.device);
+  const torch::Device device = pick_device(o.device, o.fp64);
 
   install_counting_allocator();
   torch::set_num_threads(1);  // one core per rank
+  const ParallelLayout& l = plan.layout;
   CommGroups comm = device.is_cuda() ? make_gpu_comm_groups(l, device.index()) : make_comm_groups(l);
   Stage stage(plan.model, l, plan.partition, comm, o.seed, dtype, device, plan.job.flash_attention);
   LossScaler scaler(plan.job.precision == Precision::fp16);
-  const nlohmann::json identity = {{"layout", layout_to_json(l)}, {"params", plan.model.total_params()},
-                                   {"seq_len", plan.model.seq_len}, {"global_batch", plan.job.global_batch},
-                                   {"seed", o.seed}};
+  nlohmann::json identity = {{"layout", layout_to_json(l)},
+                             {"params", plan.model.total_params()},
+                             {"seq_len", plan.model.seq_len},
+                             {"global_batch", plan.job.global_batch},
+                             {"seed", o.seed}};
+  if (o.fp64) identity["fp64"] = true;  // its float64 state is not an fp32 run's
   int64_t first = 0;
   if (o.resume) {
     auto [step, state] = load_checkpoint(o.checkpoint_dir, identity, *comm.world);
     restore_state(stage, state);
     first = step;
   }
-  // The outputs are opened last, once the input has been checked: bad input writes nothing.
-  std::optional<Store> store;
-  std::ofstream metrics;
-  open_on_rank0(world_rank, [&] {
-    store.emplace(o.db);
-    if (!o.metrics_out.empty()) {
-      metrics.open(o.metrics_out, o.resume ? std::ios::app : std::ios::trunc);
-      if (!metrics) throw InputError("--metrics-out", o.metrics_out, "cannot open for writing");
-    }
-  });
+  std::optional<RunRecorder> recorder;
+  if (world_rank == 0) recorder.emplace(o, plan, log);
+  else RunRecorder::follow();
   AdamConfig adam;
   adam.lr = o.lr;
   const double tokens_per_step = static_cast<double>(plan.job.global_batch * plan.model.seq_len);
   const double flops_per_step = 3 * ModelGraph(plan.model).fwd_flops_per_token() * tokens_per_step;
   const double peak = plan.cluster.device.peak_flops_per_s(plan.job.precision) * world_size;
-  const int64_t run_id = world_rank == 0 ? store->begin_run(run_start(plan, o)) : 0;
   try {
     for (int64_t step = first; step < o.steps; ++step) {
       maybe_inject_fault(world_rank, step);
@@ -306,23 +372,10 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
         log << "step " << step << "  skipped: gradients overflowed; loss scale now " << s.loss_scale << std::endl;
       if (!s.skipped && !std::isfinite(s.loss))
         throw TrainingError("loss is " + std::to_string(s.loss) + " at step " + std::to_string(step));
-      const StepRecord record{step, s.loss, s.step_time_s, tokens_per_step / s.step_time_s,
-                              flops_per_step / s.step_time_s / peak, s.peak_bytes};
-      if (world_rank == 0) {
-        store->append_step(run_id, record);  // a killed run keeps every step it finished
-        nlohmann::json line = {{"step", step}, {"loss", s.loss}, {"step_time_s", s.step_time_s},
-                               {"tokens_per_s", record.tokens_per_s}, {"mfu", record.mfu},
-                               {"peak_bytes", s.peak_bytes},
-                               {"grad_norm", s.skipped ? nlohmann::json() : nlohmann::json(s.grad_norm)}};
-        if (scaler.dynamic()) {
-          line["loss_scale"] = s.loss_scale;
-          line["skipped"] = s.skipped;
-        }
-        if (metrics.is_open()) metrics << line.dump() << std::endl;
-        log << "step " << step << "  loss " << std::setprecision(6) << s.loss << "  " << std::setprecision(4)
-            << s.step_time_s << " s  " << std::setprecision(6) << record.tokens_per_s << " tokens/s  peak "
-            << std::setprecision(4) << s.peak_bytes / (1 << 20) << " MiB" << std::endl;
-      }
+      if (recorder)
+        recorder->step({step, s.loss, s.step_time_s, tokens_per_step / s.step_time_s,
+                        flops_per_step / s.step_time_s / peak, s.peak_bytes},
+                       s.grad_norm, scaler, s.skipped);
       if (o.checkpoint_every > 0 && !o.checkpoint_dir.empty() && (step + 1) % o.checkpoint_every == 0)
         for (const std::string& problem : save_checkpoint(o.checkpoint_dir, step + 1, stage_state(stage), identity,
                                                           o.keep_checkpoints, *comm.world))
@@ -330,16 +383,10 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
     }
     if (!o.dump_weights.empty()) dump_weights(stage, comm, o.dump_weights);
   } catch (const std::exception& e) {
-    if (world_rank == 0) try {  // the run's own error is the one to report
-        store->end_run(run_id, RunStatus::failed, e.what());
-      } catch (const std::exception&) {
-      }
+    if (recorder) recorder->failed(e.what());
     throw;
   }
-  if (world_rank == 0) {
-    store->end_run(run_id, RunStatus::finished);
-    log << "run " << run_id << " stored in " << o.db << std::endl;
-  }
+  if (recorder) recorder->finished();
 }
 
 }  // namespace sextant

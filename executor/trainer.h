@@ -44,6 +44,9 @@ struct ExecuteOptions {
   double lr = 1e-3;
   std::string dump_weights;  // folder: full weights per stage after the last step
   std::string device = "auto";  // auto (a GPU when LibTorch sees one), cpu, cuda
+  // Train an fp32 plan entirely in float64 on CPU ranks (weights, m, v, gradients,
+  // activations, loss, communication), for equivalence checks; such a run is not stored.
+  bool fp64 = false;
 };
 
 // The working dtype a precision trains in (fp32, bf16, fp16); InputError where this

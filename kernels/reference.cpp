@@ -84,19 +84,35 @@ void cast_reference(const void* src, DType src_dtype, void* dst, DType dst_dtype
   for (int64_t i = 0; i < n; ++i) store(dst, dst_dtype, i, load(src, src_dtype, i));
 }
 
-void adamw_reference(float* master, float* m, float* v, const float* grad, const float* decay, int64_t n,
-                     const AdamWArgs& a, void* working, DType working_dtype) {
-  const float correction1 = 1.f - std::pow(a.beta1, static_cast<float>(a.step));
-  const float correction2 = 1.f - std::pow(a.beta2, static_cast<float>(a.step));
+namespace {
+
+// One body for every element type: the fp32 step and --fp64's double step are the same formula.
+template <typename T>
+void adamw_of(T* master, T* m, T* v, const T* grad, const T* decay, int64_t n,
+              const AdamWArgsOf<T>& a, void* working, DType working_dtype) {
+  const T correction1 = T(1) - std::pow(a.beta1, static_cast<T>(a.step));
+  const T correction2 = T(1) - std::pow(a.beta2, static_cast<T>(a.step));
   for (int64_t i = 0; i < n; ++i) {
-    const float g = grad[i] * a.grad_scale;
-    m[i] = a.beta1 * m[i] + (1.f - a.beta1) * g;
-    v[i] = a.beta2 * v[i] + (1.f - a.beta2) * g * g;
-    const float update = (m[i] / correction1) / (std::sqrt(v[i] / correction2) + a.eps);
-    const float wd = decay ? decay[i] * a.weight_decay : a.weight_decay;
+    const T g = grad[i] * a.grad_scale;
+    m[i] = a.beta1 * m[i] + (T(1) - a.beta1) * g;
+    v[i] = a.beta2 * v[i] + (T(1) - a.beta2) * g * g;
+    const T update = (m[i] / correction1) / (std::sqrt(v[i] / correction2) + a.eps);
+    const T wd = decay ? decay[i] * a.weight_decay : a.weight_decay;
     master[i] -= a.lr * (update + wd * master[i]);
-    if (working) store(working, working_dtype, i, master[i]);
+    if (working) store(working, working_dtype, i, static_cast<float>(master[i]));
   }
+}
+
+}  // namespace
+
+void adamw_reference(float* master, float* m, float* v, const float* grad, const float* decay,
+                     int64_t n, const AdamWArgs& a, void* working, DType working_dtype) {
+  adamw_of(master, m, v, grad, decay, n, a, working, working_dtype);
+}
+
+void adamw_reference(double* master, double* m, double* v, const double* grad, const double* decay,
+                     int64_t n, const AdamWArgsOf<double>& a) {
+  adamw_of(master, m, v, grad, decay, n, a, nullptr, DType::fp32);
 }
 
 bool unscale_reference(const std::vector<TensorSpan>& tensors, float inv_scale) {
@@ -120,18 +136,20 @@ void ce_forward_partial_reference(const void* logits, DType dtype, int64_t token
                                   const int64_t* targets, int64_t vocab_start, float* local_max,
                                   float* local_sum_exp, float* target_logit) {
   for (int64_t t = 0; t < tokens; ++t) {
-    float best = -std::numeric_limits<float>::infinity(), sum = 0;
+    float best = -std::numeric_limits<float>::infinity();
+    double sum =
+        0;  // in double: summing 25k fp32 terms would cost the reference ~sqrt(n) units itself
     for (int64_t j = 0; j < vocab_local; ++j) {  // online softmax: rescale the sum when the max grows
       const float x = load(logits, dtype, t * vocab_local + j);
       if (x > best) {
-        sum = sum * std::exp(best - x) + 1.f;
+        sum = sum * std::exp(static_cast<double>(best) - x) + 1.0;
         best = x;
       } else {
-        sum += std::exp(x - best);
+        sum += std::exp(static_cast<double>(x) - best);
       }
     }
     local_max[t] = best;
-    local_sum_exp[t] = sum;
+    local_sum_exp[t] = static_cast<float>(sum);
     const int64_t local = targets[t] - vocab_start;
     target_logit[t] = local >= 0 && local < vocab_local ? load(logits, dtype, t * vocab_local + local) : 0.f;
   }
@@ -139,12 +157,16 @@ void ce_forward_partial_reference(const void* logits, DType dtype, int64_t token
 
 void ce_rescale_reference(const float* local_max, const float* local_sum_exp, const float* global_max,
                           int64_t tokens, float* sum_exp) {
-  for (int64_t t = 0; t < tokens; ++t) sum_exp[t] = local_sum_exp[t] * std::exp(local_max[t] - global_max[t]);
+  for (int64_t t = 0; t < tokens; ++t)
+    sum_exp[t] = static_cast<float>(local_sum_exp[t] *
+                                    std::exp(static_cast<double>(local_max[t]) - global_max[t]));
 }
 
 void ce_loss_reference(const float* global_max, const float* sum_exp, const float* target_logit, int64_t tokens,
                        float* loss) {
-  for (int64_t t = 0; t < tokens; ++t) loss[t] = std::log(sum_exp[t]) + global_max[t] - target_logit[t];
+  for (int64_t t = 0; t < tokens; ++t)
+    loss[t] = static_cast<float>(std::log(static_cast<double>(sum_exp[t])) + global_max[t] -
+                                 target_logit[t]);
 }
 
 void ce_backward_reference(const void* logits, DType dtype, int64_t tokens, int64_t vocab_local,
@@ -154,8 +176,9 @@ void ce_backward_reference(const void* logits, DType dtype, int64_t tokens, int6
     const int64_t local = targets[t] - vocab_start;
     for (int64_t j = 0; j < vocab_local; ++j) {
       const int64_t i = t * vocab_local + j;
-      const float p = std::exp(load(logits, dtype, i) - global_max[t]) / sum_exp[t];
-      store(dlogits, dtype, i, (p - (j == local ? 1.f : 0.f)) * grad_loss[t]);
+      const double p =
+          std::exp(static_cast<double>(load(logits, dtype, i)) - global_max[t]) / sum_exp[t];
+      store(dlogits, dtype, i, static_cast<float>((p - (j == local ? 1.0 : 0.0)) * grad_loss[t]));
     }
   }
 }

@@ -20,11 +20,15 @@ float fp16_to_float(uint16_t x);
 // dst[i] = src[i] converted; `src`/`dst` hold elements of their dtype (float or uint16_t).
 void cast_reference(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n);
 
-struct AdamWArgs {
-  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.f;
-  float grad_scale = 1.f;  // applied to every gradient first: 1/loss_scale × clip coefficient
-  int64_t step = 1;        // 1-based, for bias correction
+// AdamW's hyper-parameters in the type T the step computes in: float for the kernels and
+// fp32 master weights, double for `sextant execute --fp64`.
+template <typename T>
+struct AdamWArgsOf {
+  T lr = T(1e-3), beta1 = T(0.9), beta2 = T(0.95), eps = T(1e-8), weight_decay = T(0);
+  T grad_scale = T(1);  // applied to every gradient first: 1/loss_scale × clip coefficient
+  int64_t step = 1;     // 1-based, for bias correction
 };
+using AdamWArgs = AdamWArgsOf<float>;
 
 // One AdamW step on fp32 master weights, in place, with decoupled weight decay:
 //   g = grad·grad_scale;  m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²
@@ -33,6 +37,9 @@ struct AdamWArgs {
 // (optional) receives master in `working_dtype` (the bf16/fp16 copy the model computes with).
 void adamw_reference(float* master, float* m, float* v, const float* grad, const float* decay, int64_t n,
                      const AdamWArgs& args, void* working, DType working_dtype);
+// The same step, the same code instantiated for double (float64 master weights, m and v).
+void adamw_reference(double* master, double* m, double* v, const double* grad, const double* decay,
+                     int64_t n, const AdamWArgsOf<double>& args);
 
 // A list of fp32 buffers, for the multi-tensor kernels.
 struct TensorSpan {
@@ -49,7 +56,7 @@ double square_sum_reference(const std::vector<TensorSpan>& tensors);
 
 // Softmax cross-entropy over a vocab-parallel shard, in one pass over the logits. Each
 // rank holds logits[t, vocab_start : vocab_start + vocab_local] ([tokens, vocab_local],
-// row-major, `dtype`; math in fp32) and computes per row, with an online softmax:
+// row-major, `dtype`) and computes per row, with an online softmax:
 //   local_max[t], local_sum_exp[t] = Σ_j exp(x[t,j] - local_max[t]),
 //   target_logit[t] = x[t, y_t] if y_t falls in this shard, else 0.
 // Across the tp group: global_max = all-reduce max of local_max; then
@@ -57,6 +64,9 @@ double square_sum_reference(const std::vector<TensorSpan>& tensors);
 // all-reduced by sum with target_logit; then
 //   loss[t] = log(sum_exp[t]) + global_max[t] - target_logit[t]
 //   dx[t, j] = (exp(x[t,j] - global_max[t]) / sum_exp[t] - [j == y_t]) · grad_loss[t]
+// The references compute each output in double and round it to fp32 (or `dtype`) once,
+// so each is within about one unit of fp32 rounding of the exact value of its inputs:
+// the kernels' own fp32 error, not the reference's, is what a test against them sees.
 void ce_forward_partial_reference(const void* logits, DType dtype, int64_t tokens, int64_t vocab_local,
                                   const int64_t* targets, int64_t vocab_start, float* local_max,
                                   float* local_sum_exp, float* target_logit);

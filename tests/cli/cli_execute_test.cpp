@@ -30,6 +30,7 @@ TEST_F(Cli, ExecuteThenCompare) {
   ASSERT_EQ(runs.size(), 1u);
   const auto& t = runs[0]["step_time_s"];
   EXPECT_GT(t["measured"].get<double>(), 0);
+  // JSON round-trips doubles exactly; the two sides differ only in operation order (~1e-14).
   EXPECT_NEAR(t["error_pct"].get<double>(), 100 * (t["predicted"].get<double>() / t["measured"].get<double>() - 1), 1e-9);
   EXPECT_GT(runs[0]["peak_bytes"]["measured"].get<double>(), 0);
   SQLite::Database db(path("sextant.db"));

@@ -26,6 +26,8 @@ TEST(Memory, KorthikantiPerLayerActivationFormulas) {
   const int64_t h = 6144, a = 64, s = 2048, b = 4;
   const ModelSpec m = gpt(h, a, 4, s);
   const double sbh = static_cast<double>(s * b * h), ash = static_cast<double>(a * s) / h;
+  // Formulas of ~1e10 bytes from integers, powers of two and a·s/h: double is off by
+  // ~1e-6 bytes, far inside 1 byte.
   for (int64_t t : {1, 2, 8}) {
     const double td = static_cast<double>(t);
     EXPECT_NEAR(block_activation_bytes(ctx_for(m, c, b, t, false, Recompute::none)),
@@ -108,6 +110,8 @@ TEST(Memory, InterleavingHoldsTheKorthikantiExtraFraction) {
   JobSpec job;
   const MemoryBreakdown mem = predict_memory(c, job, l, table);
   const double layers_held = 24.0 * (1 + 3.0 / 12.0);
+  // A modelling tolerance, not a rounding one (no BLAS, the same on every machine): the
+  // model gives exactly 30 blocks' worth today.
   EXPECT_NEAR(mem.activations_bytes / per_block, layers_held, 0.05 * layers_held);
 }
 

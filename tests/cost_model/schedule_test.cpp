@@ -51,6 +51,7 @@ TEST(Schedule, ClosedFormStepTimeEqualsSimulationOnUniformStages) {
         const double simulated = simulate(make_schedule(pp, vpp, m), fwd, bwd, 0.0).step_s;
         const double t = 3.0, mm = static_cast<double>(m), p = static_cast<double>(pp);
         const double formula = vpp == 1 ? (mm - 1) * t + p * t : mm * t + (p - 1) * t / static_cast<double>(vpp);
+        // Every time is a multiple of 1/4: exact in binary, so simulated == formula exactly.
         EXPECT_NEAR(simulated, formula, 1e-9) << "pp=" << pp << " vpp=" << vpp << " m=" << m;
       }
 }
@@ -59,7 +60,7 @@ TEST(Schedule, SlowestStageBoundsOneFOneB) {
   // Non-uniform stages: the closed form is exact for a slow last stage.
   std::vector<std::vector<double>> fwd = {{1}, {1}, {1}, {1.5}}, bwd = {{2}, {2}, {2}, {3}};
   const double simulated = simulate(make_schedule(4, 1, 8), fwd, bwd, 0.0).step_s;
-  EXPECT_NEAR(simulated, 7 * 4.5 + 3 * 3 + 4.5, 1e-9);
+  EXPECT_NEAR(simulated, 7 * 4.5 + 3 * 3 + 4.5, 1e-9);  // halves and integers: exact
 }
 
 double max_run(const std::vector<double>& w, const std::vector<int64_t>& counts) {
@@ -81,6 +82,7 @@ TEST(Partition, FindsTheOptimalBottleneckWithNonEmptyRuns) {
   EXPECT_EQ(linear_partition({1, 1, 1, 1}, 2), (std::vector<int64_t>{2, 2}));
   EXPECT_EQ(linear_partition({1, 1, 1}, 3), (std::vector<int64_t>{1, 1, 1}));
   const std::vector<double> a = {3, 1, 1, 1, 1, 1};
+  // Sums of at most a few doubles near 3: off by ≤ 2 ulp(3) ≈ 9e-16.
   EXPECT_NEAR(max_run(a, linear_partition(a, 3)), 3.0, 1e-6);
   const std::vector<double> b = {2, 1, 1, 1, 1, 1, 1, 2};
   EXPECT_NEAR(max_run(b, linear_partition(b, 4)), 3.0, 1e-6);

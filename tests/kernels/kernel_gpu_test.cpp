@@ -100,10 +100,13 @@ TEST_F(KernelGpu, AdamWMatchesReference) {
     std::vector<uint16_t> r_working(n);
     adamw_reference(r_master.data(), r_m.data(), r_v.data(), grad.data(), mask.data(), static_cast<int64_t>(n), args,
                     r_working.data(), dtype);
+    // Same formula and order in fp32; nvcc may contract a*b+c into one FMA (one rounding
+    // fewer), so up to ~8 roundings differ, each ≤ 2 u32: ≤ 16 u32 ≈ 1e-6 relative.
     expect_close(download(d_master, n), r_master, 1e-6f, 1e-7f, "master");
     expect_close(download(d_m, n), r_m, 1e-6f, 1e-9f, "m");
     expect_close(download(d_v, n), r_v, 1e-6f, 1e-12f, "v");
-    // The 16-bit copy may differ by one unit where fp32 rounding differs at a tie.
+    // The 16-bit copy may differ by one unit where fp32 rounding differs at a tie: one unit
+    // is at most 2^-7 (bf16) or 2^-10 (fp16) of the value.
     expect_close(widen(download(d_working, n), dtype), widen(r_working, dtype), dtype == DType::bf16 ? 8e-3f : 1e-3f,
                  0, "working copy");
   }
@@ -121,11 +124,13 @@ TEST_F(KernelGpu, UnscaleAndSquareSumMatchReference) {
   unscale(device, 1.f / 8, found, stream_);
   EXPECT_FALSE(unscale_reference(reference, 1.f / 8));
   EXPECT_EQ(download(found, 1)[0], 0);
-  for (size_t t = 0; t < host.size(); ++t)
+  for (size_t t = 0; t < host.size(); ++t)  // 1/8 is a power of two: exact
     expect_close(download(device[t].data, host[t].size()), host[t], 0, 0, "unscaled");
   double* sum = upload(std::vector<double>{0.0});
   square_sum(device, sum, stream_);
   const double want = square_sum_reference(reference);
+  // The reference sums exact products in double; the kernel squares (1 rounding), adds at
+  // most 2 terms per thread, then 8 tree levels in fp32: ≤ ~10 u32 = 6e-7 of the total.
   EXPECT_NEAR(download(sum, 1)[0], want, 1e-5 * want);
 
   // One inf in the largest tensor, one NaN in the last: both found.
@@ -146,6 +151,9 @@ TEST_F(KernelGpu, VocabParallelCrossEntropyMatchesReference) {
   const std::vector<float> logits = random(static_cast<size_t>(tokens * vocab), 3.f);
   const std::vector<float> grad_loss = random(static_cast<size_t>(tokens), 0.1f, 1.f);
   for (DType dtype : {DType::fp32, DType::bf16}) {
+    // dlogits: p = expf (≤ 2 ulp) of a rounded difference (≤ 0.5 ulp of |x - max|), times a
+    // rounded reciprocal, minus onehot, times g: a few u32 of p, ≤ 1e-5 relative for the
+    // p that matter; bf16: one unit of the 16-bit format (2^-7) where fp32 rounds at a tie.
     const float tol = dtype == DType::fp32 ? 1e-5f : 8e-3f;
     std::vector<float> max_all(tokens, -INFINITY), want_max(tokens), want_sum(tokens), want_target(tokens, 0.f);
     std::vector<std::vector<uint16_t>> half_parts;
@@ -178,7 +186,11 @@ TEST_F(KernelGpu, VocabParallelCrossEntropyMatchesReference) {
                                    r_sum.data(), r_target.data());
       local_max[r] = download(d_max, tokens);
       local_sum[r] = download(d_sum, tokens);
-      expect_close(local_max[r], r_max, 0, 0, "local max");
+      expect_close(local_max[r], r_max, 0, 0, "local max");  // max and a copied logit: exact
+      // The reference sums in double and rounds once (≤ 1 u32). The kernel's fp32 sum of
+      // 25152 exps: ~98 sequential merges per thread, then 5 shuffle and 7 block merges,
+      // each ≤ 1 u32 plus an expf rescale (≤ 5 u32) when the max moves, on terms each ≤ ~7
+      // u32 off: worst case ~165 u32 ≈ 9.8e-6.
       expect_close(local_sum[r], r_sum, 1e-5f, 0, "local sum of exp");
       expect_close(download(d_target, tokens), r_target, 0, 0, "target logit");
       for (int64_t t = 0; t < tokens; ++t) {
@@ -194,7 +206,8 @@ TEST_F(KernelGpu, VocabParallelCrossEntropyMatchesReference) {
       ce_rescale(upload(local_max[r]), upload(local_sum[r]), upload(max_all), tokens, d_rescaled, stream_);
       ce_rescale_reference(local_max[r].data(), local_sum[r].data(), max_all.data(), tokens, rescaled.data());
       const std::vector<float> got = download(d_rescaled, tokens);
-      expect_close(got, rescaled, 2e-6f, 0, "rescaled sum");
+      expect_close(got, rescaled, 2e-6f, 0,
+                   "rescaled sum");  // expf (2 ulp) and a product: ≤ ~6 u32 = 3.6e-7
       for (int64_t t = 0; t < tokens; ++t) want_sum[t] += rescaled[t];
     }
     std::vector<float> zeros(tokens, 0.f), want_loss(tokens);
@@ -202,6 +215,8 @@ TEST_F(KernelGpu, VocabParallelCrossEntropyMatchesReference) {
     float *d_global_max = upload(max_all), *d_sum_exp = upload(want_sum);
     ce_loss(d_global_max, d_sum_exp, upload(want_target), tokens, d_loss, stream_);
     ce_loss_reference(max_all.data(), want_sum.data(), want_target.data(), tokens, want_loss.data());
+    // logf (1 ulp) and two sums of numbers below 32, each ≤ 0.5 ulp(32): ≤ 4e-6 absolute,
+    // under 2e-6 + 2e-6·|loss| for any loss above 1 (these are ~10-15).
     expect_close(download(d_loss, tokens), want_loss, 2e-6f, 2e-6f, "loss");
     for (int64_t r = 0; r < shards; ++r) {
       const size_t count = static_cast<size_t>(tokens * local);

@@ -1,7 +1,10 @@
 // The kernels' CPU references against LibTorch: conversions bit for bit, AdamW against
-// torch::optim::AdamW, the vocab-parallel cross-entropy (two shards joined as the tp
-// reductions would) against cross_entropy and its autograd gradient.
+// torch::optim::AdamW, the vocab-parallel cross-entropy (shards joined as the tp
+// reductions would) against cross_entropy and its autograd gradient. Every bound is
+// exact or derived from the dtype's unit roundoff u (the truth computed in float64).
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -55,30 +58,79 @@ TEST(KernelReference, CastMatchesTensorTo) {
   EXPECT_TRUE(torch::equal(back, x.to(torch::kBFloat16).to(torch::kFloat)));
 }
 
-TEST(KernelReference, AdamWMatchesTorchOptimAdamW) {
+constexpr double kU32 = 0x1p-24, kU64 = 0x1p-53;  // unit roundoff of float32 and float64
+
+AdamWArgs fp32_args(int64_t step) {
+  AdamWArgs args;
+  args.lr = 3e-3f;
+  args.weight_decay = 0.1f;
+  args.step = step;
+  return args;
+}
+
+// The formula: the reference's double instantiation against torch::optim::AdamW in float64,
+// five steps from the same values. Each does about ten roundings per element and step, on
+// numbers no larger than |param| + 1, so they agree to 2 × 5 × 10 × u64 × (|param| + 1).
+TEST(KernelReference, AdamWIsTorchOptimAdamWInFloat64) {
   torch::manual_seed(3);
-  const int64_t n = 777;
-  torch::Tensor param = torch::randn({n}).requires_grad_(true);
-  std::vector<float> master(param.data_ptr<float>(), param.data_ptr<float>() + n), m(n, 0.f), v(n, 0.f);
+  const int64_t n = 777, steps = 5;
+  torch::Tensor param = torch::randn({n}, torch::kDouble).requires_grad_(true);
+  std::vector<double> master(param.data_ptr<double>(), param.data_ptr<double>() + n), m(n, 0.0),
+      v(n, 0.0);
   torch::optim::AdamW torch_adam({param}, torch::optim::AdamWOptions(3e-3).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1));
-  std::vector<uint16_t> working(n);
-  for (int64_t step = 1; step <= 5; ++step) {
-    const torch::Tensor grad = torch::randn({n}) * 0.1;
+  for (int64_t step = 1; step <= steps; ++step) {
+    const torch::Tensor grad = torch::randn({n}, torch::kDouble) * 0.1;
     param.mutable_grad() = grad.clone();
     torch_adam.step();
-    AdamWArgs args;
-    args.lr = 3e-3f;
-    args.beta1 = 0.9f;
-    args.beta2 = 0.95f;
-    args.eps = 1e-8f;
-    args.weight_decay = 0.1f;
+    AdamWArgsOf<double> args;
+    args.lr = 3e-3;
+    args.weight_decay = 0.1;
     args.step = step;
+    adamw_reference(master.data(), m.data(), v.data(), grad.data_ptr<double>(), nullptr, n, args);
+  }
+  const torch::Tensor ours = torch::from_blob(master.data(), {n}, torch::kDouble);
+  const torch::Tensor bound = 2.0 * steps * 10 * kU64 * (param.detach().abs() + 1);
+  EXPECT_TRUE(((ours - param.detach()).abs() <= bound).all().item<bool>())
+      << "largest difference " << (ours - param.detach()).abs().max().item<double>();
+}
+
+// The fp32 step is the float64 step rounded: from the same fp32 inputs, five fp32 steps
+// stay within 5 × 2 × u32 × (|param| + 1) of the float64 ones (each step rounds the new
+// value once, ≤ u32·|param|, and its update, ≤ ~10 u32 × lr × |update| ≤ u32, once more).
+// The bf16 working copy is the master rounded once, bit for bit.
+TEST(KernelReference, AdamWInFp32IsTheFloat64StepRounded) {
+  torch::manual_seed(3);
+  const int64_t n = 777, steps = 5;
+  const torch::Tensor start = torch::randn({n});
+  std::vector<float> master(start.data_ptr<float>(), start.data_ptr<float>() + n), m(n, 0.f),
+      v(n, 0.f);
+  std::vector<double> wide(master.begin(), master.end()), wide_m(n, 0.0), wide_v(n, 0.0);
+  std::vector<uint16_t> working(n);
+  for (int64_t step = 1; step <= steps; ++step) {
+    const torch::Tensor grad = torch::randn({n}) * 0.1;
+    const AdamWArgs args = fp32_args(step);
     adamw_reference(master.data(), m.data(), v.data(), grad.data_ptr<float>(), nullptr, n, args, working.data(),
                     DType::bf16);
+    AdamWArgsOf<double> wide_args;  // the same (fp32-rounded) hyper-parameters, widened
+    wide_args.lr = args.lr;
+    wide_args.beta1 = args.beta1;
+    wide_args.beta2 = args.beta2;
+    wide_args.eps = args.eps;
+    wide_args.weight_decay = args.weight_decay;
+    wide_args.step = step;
+    const torch::Tensor wide_grad = grad.to(torch::kDouble);
+    adamw_reference(wide.data(), wide_m.data(), wide_v.data(), wide_grad.data_ptr<double>(),
+                    nullptr, n, wide_args);
   }
-  const torch::Tensor ours = torch::from_blob(master.data(), {n}).clone();
-  EXPECT_LT((ours - param.detach()).abs().max().item<float>(), 2e-6f);
-  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(working[static_cast<size_t>(i)], float_to_bf16(master[static_cast<size_t>(i)]));
+  double worst = 0;  // in units of the bound
+  for (int64_t i = 0; i < n; ++i) {
+    const double exact = wide[static_cast<size_t>(i)];
+    worst = std::max(worst, std::abs(master[static_cast<size_t>(i)] - exact) /
+                                (steps * 2 * kU32 * (std::abs(exact) + 1)));
+    ASSERT_EQ(working[static_cast<size_t>(i)], float_to_bf16(master[static_cast<size_t>(i)]));
+  }
+  EXPECT_LE(worst, 1.0);
+  std::printf("fp32 AdamW vs float64: largest difference %.2f of the bound\n", worst);
 }
 
 TEST(KernelReference, AdamWGradScaleAndDecayMask) {
@@ -111,11 +163,16 @@ TEST(KernelReference, UnscaleFindsNonFiniteAndScales) {
   EXPECT_TRUE(unscale_reference({{b.data(), 1}}, 1.f));
 }
 
+// Against LibTorch in float64 (an fp32 sum of 1033 squares would itself be off by up to
+// ~0.5 ulp(1033) = 6e-5): products of floats are exact in double, and two double sums of
+// n positive terms in any order agree to 2·n·u64 of the total.
 TEST(KernelReference, SquareSumMatchesTorch) {
   torch::manual_seed(4);
   torch::Tensor a = torch::randn({1000}), b = torch::randn({33});
-  const double expected = (a.pow(2).sum() + b.pow(2).sum()).item<double>();
-  EXPECT_NEAR(square_sum_reference({{a.data_ptr<float>(), 1000}, {b.data_ptr<float>(), 33}}), expected, 1e-4);
+  const double expected =
+      (a.to(torch::kDouble).pow(2).sum() + b.to(torch::kDouble).pow(2).sum()).item<double>();
+  EXPECT_NEAR(square_sum_reference({{a.data_ptr<float>(), 1000}, {b.data_ptr<float>(), 33}}),
+              expected, 2 * 1033 * kU64 * expected);
 }
 
 // Runs the reference over `shards` vocab shards, joining them as the tp reductions would.
@@ -160,21 +217,36 @@ CrossEntropyResult sharded_cross_entropy(const torch::Tensor& logits, const torc
   return out;
 }
 
+// The sharded reference against LibTorch's cross_entropy in float64 on the same inputs.
+// The reference computes in double and rounds each output once; the harness above adds
+// the shards' sums of exp in fp32 (≤ 4 terms, ~2.5 u32). So each loss is within
+// 4·u32·(1 + |loss|) (the sum's error, then the final rounding), and each gradient element,
+// (p - onehot)·g with p and |p - onehot| at most 1, within 4·u32·|g|.
+void expect_cross_entropy_matches(const torch::Tensor& logits, const torch::Tensor& targets,
+                                  const torch::Tensor& grad_loss, int shards, DType dtype) {
+  torch::Tensor leaf = logits.to(torch::kDouble).requires_grad_(true);
+  const torch::Tensor expected = torch::nn::functional::cross_entropy(
+      leaf, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  expected.backward(grad_loss.to(torch::kDouble));
+  const CrossEntropyResult got = sharded_cross_entropy(logits, targets, grad_loss, shards, dtype);
+  const torch::Tensor loss_error = (got.loss.to(torch::kDouble) - expected.detach()).abs();
+  EXPECT_TRUE((loss_error <= 4 * kU32 * (1 + expected.detach().abs())).all().item<bool>())
+      << shards << " shards: largest loss difference " << loss_error.max().item<double>();
+  if (dtype != DType::fp32) return;  // 16-bit gradients are checked for their dtype only
+  const torch::Tensor grad_error = (got.dlogits.to(torch::kDouble) - leaf.grad()).abs();
+  EXPECT_TRUE(
+      (grad_error <= 4 * kU32 * grad_loss.to(torch::kDouble).abs().unsqueeze(1)).all().item<bool>())
+      << shards << " shards: largest gradient difference " << grad_error.max().item<double>();
+}
+
 TEST(KernelReference, VocabParallelCrossEntropyMatchesTorch) {
   torch::manual_seed(5);
   const int64_t tokens = 37, vocab = 96;
   const torch::Tensor logits = torch::randn({tokens, vocab}) * 4;
   const torch::Tensor targets = torch::randint(0, vocab, {tokens}, torch::kLong);
   const torch::Tensor grad_loss = torch::rand({tokens}) + 0.5;
-  torch::Tensor leaf = logits.clone().requires_grad_(true);
-  const torch::Tensor expected = torch::nn::functional::cross_entropy(
-      leaf, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
-  expected.backward(grad_loss);
-  for (int shards : {1, 2, 4}) {
-    const CrossEntropyResult got = sharded_cross_entropy(logits, targets, grad_loss, shards, DType::fp32);
-    EXPECT_TRUE(torch::allclose(got.loss, expected.detach(), 1e-5, 1e-5)) << shards << " shards";
-    EXPECT_TRUE(torch::allclose(got.dlogits, leaf.grad(), 1e-5, 1e-6)) << shards << " shards";
-  }
+  for (int shards : {1, 2, 4})
+    expect_cross_entropy_matches(logits, targets, grad_loss, shards, DType::fp32);
 }
 
 TEST(KernelReference, Bf16CrossEntropyComputesInFp32) {
@@ -182,12 +254,10 @@ TEST(KernelReference, Bf16CrossEntropyComputesInFp32) {
   const int64_t tokens = 16, vocab = 64;
   const torch::Tensor logits = (torch::randn({tokens, vocab}) * 4).to(torch::kBFloat16);
   const torch::Tensor targets = torch::randint(0, vocab, {tokens}, torch::kLong);
-  const torch::Tensor ones = torch::ones({tokens});
-  const torch::Tensor expected = torch::nn::functional::cross_entropy(
-      logits.to(torch::kFloat), targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
-  const CrossEntropyResult got = sharded_cross_entropy(logits, targets, ones, 2, DType::bf16);
-  EXPECT_TRUE(torch::allclose(got.loss, expected, 1e-5, 1e-5));
-  EXPECT_EQ(got.dlogits.scalar_type(), torch::kBFloat16);
+  expect_cross_entropy_matches(logits, targets, torch::ones({tokens}), 2, DType::bf16);
+  EXPECT_EQ(sharded_cross_entropy(logits, targets, torch::ones({tokens}), 2, DType::bf16)
+                .dlogits.scalar_type(),
+            torch::kBFloat16);
 }
 
 }  // namespace
