@@ -121,6 +121,7 @@ std::vector<ThroughputRow> validate_megatron_h100(const nlohmann::json& data, co
     req.cluster = cluster;
     req.gpus = row.at("gpus").get<int64_t>();
     req.job.global_batch = row.at("global_batch").get<int64_t>();
+    req.job.fp32_grads = true;  // Megatron-LM forces fp32 main gradients under --bf16 (as `sextant plan` does)
     req.fixed = parse_fixed_axes("tp=" + std::to_string(row.at("tp").get<int64_t>()) +
                                  ",pp=" + std::to_string(row.at("pp").get<int64_t>()));
     req.top_k = 1;
