@@ -111,29 +111,8 @@ std::string model_summary(const ModelSpec& m) {
 }
 
 std::vector<ChunkSpec> checked_partition(const PlanFile& plan) {
-  const ParallelLayout& l = plan.layout;
-  const std::vector<ChunkSpec>& chunks = plan.partition;
-  auto bad = [](const std::string& what) { throw InputError("plan", "partition", what); };
-  if (static_cast<int64_t>(chunks.size()) != l.pp * l.vpp)
-    bad("has " + std::to_string(chunks.size()) +
-        " chunks; pp*vpp = " + std::to_string(l.pp * l.vpp));
-  int64_t next_block = 0;
-  for (size_t g = 0; g < chunks.size(); ++g) {
-    const ChunkSpec& c = chunks[g];
-    const int64_t gi = static_cast<int64_t>(g);
-    if (c.chunk != gi || c.stage != gi % l.pp || c.virtual_stage != gi / l.pp)
-      bad("chunk " + std::to_string(g) + " is not on stage g mod pp as virtual stage g / pp");
-    if (c.first_block != next_block || c.blocks < 0)
-      bad("chunk " + std::to_string(g) + " does not continue at block " +
-          std::to_string(next_block));
-    if (c.embedding != (g == 0) || c.head != (g + 1 == chunks.size()))
-      bad("the embedding must be in the first chunk and the head in the last");
-    next_block += c.blocks;
-  }
-  if (next_block != plan.model.num_layers)
-    bad("holds " + std::to_string(next_block) + " blocks; the model has " +
-        std::to_string(plan.model.num_layers));
-  return chunks;
+  check_partition(plan.partition, plan.layout, plan.model.num_layers, "plan");
+  return plan.partition;
 }
 
 bool uniform_partition(const std::vector<ChunkSpec>& chunks) {

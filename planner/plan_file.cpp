@@ -18,32 +18,18 @@ nlohmann::json partition_to_json(const std::vector<ChunkSpec>& partition) {
   return out;
 }
 
-// The chunks must cover the blocks in order, chunk g on stage g mod pp, embedding first and
-// head last: what Stage (executor/pipeline.h) and the schedule table assume.
 std::vector<ChunkSpec> partition_from_json(const JsonFields& top, const ParallelLayout& l, int64_t layers) {
   const nlohmann::json& list = top.json().contains("partition") ? top.json()["partition"] : nlohmann::json();
   if (!list.is_array()) throw InputError(top.where(), "partition", "missing; write the plan with `sextant plan --out`");
   std::vector<ChunkSpec> out;
-  int64_t next_block = 0;
   for (const nlohmann::json& c : list) {
     if (!c.is_object()) throw InputError(top.where(), "partition", "expected a list of objects");
     JsonFields f(c, top.where() + ": partition");
-    ChunkSpec s{f.integer("chunk", 0, 1 << 20),          f.integer("stage", 0, 1 << 20),
-                f.integer("virtual_stage", 0, 1 << 10),  f.integer("first_block", 0, layers),
-                f.integer("blocks", 1, layers),          f.boolean_or("embedding", false),
-                f.boolean_or("head", false)};
-    const int64_t g = static_cast<int64_t>(out.size());
-    if (s.chunk != g || s.first_block != next_block || s.stage != g % l.pp || s.virtual_stage != g / l.pp ||
-        s.embedding != (g == 0))
-      throw InputError(top.where(), "partition", "chunks must cover the blocks in order, chunk g on stage g mod pp");
-    next_block += s.blocks;
-    out.push_back(s);
+    out.push_back({f.integer("chunk", 0, 1 << 20), f.integer("stage", 0, 1 << 20),
+                   f.integer("virtual_stage", 0, 1 << 10), f.integer("first_block", 0, layers),
+                   f.integer("blocks", 1, layers), f.boolean_or("embedding", false), f.boolean_or("head", false)});
   }
-  if (static_cast<int64_t>(out.size()) != l.pp * l.vpp || next_block != layers || !out.back().head)
-    throw InputError(top.where(), "partition",
-                     "must have pp*vpp chunks covering all " + std::to_string(layers) + " blocks, the last with the head");
-  for (size_t g = 0; g + 1 < out.size(); ++g)
-    if (out[g].head) throw InputError(top.where(), "partition", "only the last chunk holds the head");
+  check_partition(out, l, layers, top.where());
   return out;
 }
 
@@ -60,6 +46,27 @@ std::optional<ProfileRef> profile_from_json(const JsonFields& top) {
 }
 
 }  // namespace
+
+void check_partition(const std::vector<ChunkSpec>& chunks, const ParallelLayout& l, int64_t layers,
+                     const std::string& where) {
+  auto bad = [&](const std::string& what) { throw InputError(where, "partition", what); };
+  if (static_cast<int64_t>(chunks.size()) != l.pp * l.vpp)
+    bad("has " + std::to_string(chunks.size()) + " chunks; pp*vpp = " + std::to_string(l.pp * l.vpp));
+  int64_t next_block = 0;
+  for (size_t g = 0; g < chunks.size(); ++g) {
+    const ChunkSpec& c = chunks[g];
+    const int64_t gi = static_cast<int64_t>(g);
+    if (c.chunk != gi || c.stage != gi % l.pp || c.virtual_stage != gi / l.pp)
+      bad("chunk " + std::to_string(g) + " is not on stage g mod pp as virtual stage g / pp");
+    if (c.first_block != next_block || c.blocks < 1)
+      bad("chunk " + std::to_string(g) + " does not continue at block " + std::to_string(next_block));
+    if (c.embedding != (g == 0) || c.head != (g + 1 == chunks.size()))
+      bad("the embedding must be in the first chunk and the head in the last");
+    next_block += c.blocks;
+  }
+  if (next_block != layers)
+    bad("holds " + std::to_string(next_block) + " blocks; the model has " + std::to_string(layers));
+}
 
 std::string PlanFile::figures() const {
   return figures_source(profile ? profile->name : "", profile ? profile->id : 0, cluster.name);

@@ -66,6 +66,14 @@ struct PlanFile {
 PlanFile plan_file_for(const SearchRequest& request, const Candidate& candidate, const nlohmann::json& model_config,
                        const nlohmann::json& cluster_json);
 
+// The partition as Stage (executor/pipeline.h) and the schedule table assume it: pp·vpp
+// chunks covering the model's blocks in order, chunk g on stage g mod pp as virtual stage
+// g / pp, the embedding in the first and the head in the last. InputError(where,
+// "partition", ...) otherwise. The reader checks every plan with it; code that builds a
+// PlanFile itself can too.
+void check_partition(const std::vector<ChunkSpec>& partition, const ParallelLayout& layout, int64_t layers,
+                     const std::string& where);
+
 nlohmann::json plan_file_to_json(const PlanFile& plan);
 // Checks every field and the consistency between them (params against the config,
 // dp·micro_batch·grad_accum against the batch, the partition against the layers);
