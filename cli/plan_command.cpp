@@ -100,8 +100,7 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
     if (!std::filesystem::exists(o.db)) throw InputError("--profile", o.profile, "no store at " + o.db);
     const auto [id, data] = Store(o.db).load_profile(o.profile);
     req.cluster.device.measured = std::make_shared<MeasuredProfile>(data, id, "profile " + o.profile);
-    const nlohmann::json json = profile_to_json(data);
-    profile = ProfileRef{o.profile, id, data.date, json.at("machine"), json.at("libraries")};
+    profile = ProfileRef{o.profile, id, data.date, machine_to_json(data.machine), libraries_to_json(data.libraries)};
   }
   // The calibration's GEMM factor is the one fitted for these figures (this profile, or the cluster).
   const std::string figures = figures_source(o.profile, profile ? profile->id : 0, req.cluster.name);

@@ -78,15 +78,17 @@ bool ProfileData::operator==(const ProfileData& o) const {
                   o.spread_across_passes, o.collectives);
 }
 
+nlohmann::json machine_to_json(const ProfileMachine& m) {
+  return {{"hostname", m.hostname}, {"cpu", m.cpu}, {"cores", m.cores}, {"device", m.device}};
+}
+
+nlohmann::json libraries_to_json(const ProfileLibraries& l) { return {{"torch", l.torch}, {"mpi", l.mpi}}; }
+
 nlohmann::json profile_to_json(const ProfileData& p) {
   nlohmann::json j = {{"name", p.name},
                       {"date", p.date},
-                      {"machine",
-                       {{"hostname", p.machine.hostname},
-                        {"cpu", p.machine.cpu},
-                        {"cores", p.machine.cores},
-                        {"device", p.machine.device}}},
-                      {"libraries", {{"torch", p.libraries.torch}, {"mpi", p.libraries.mpi}}},
+                      {"machine", machine_to_json(p.machine)},
+                      {"libraries", libraries_to_json(p.libraries)},
                       {"ranks", p.ranks},
                       {"gemm", nlohmann::json::array()},
                       {"memory_bandwidth_bytes_per_s", p.memory_bandwidth_bytes_per_s},

@@ -72,6 +72,10 @@ struct ProfileData {
 };
 
 nlohmann::json profile_to_json(const ProfileData& profile);
+// The machine and libraries parts of that JSON, for what records a profile by reference
+// (the plan file).
+nlohmann::json machine_to_json(const ProfileMachine& machine);
+nlohmann::json libraries_to_json(const ProfileLibraries& libraries);
 // Checks every field; InputError naming `where` and the field (e.g. "gemm[3]: m") if
 // one is missing or out of range.
 ProfileData profile_from_json(const nlohmann::json& json, const std::string& where);
