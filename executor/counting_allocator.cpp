@@ -4,6 +4,9 @@
 #include "executor/counting_allocator.h"
 
 #include <atomic>
+#include <cstring>
+
+#include <torch/version.h>
 
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
@@ -28,9 +31,19 @@ void release(void* data) {
   c10::free_cpu(block);
 }
 
+// LibTorch 2.3 made Allocator::allocate non-const and added copy_data as a pure virtual
+// (used by Allocator::clone); 1.13 has the const allocate and no copy_data.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+#define SEXTANT_ALLOCATE_CONST
+#define SEXTANT_HAVE_COPY_DATA 1
+#else
+#define SEXTANT_ALLOCATE_CONST const
+#define SEXTANT_HAVE_COPY_DATA 0
+#endif
+
 class CountingAllocator final : public c10::Allocator {
  public:
-  c10::DataPtr allocate(size_t bytes) const override {
+  c10::DataPtr allocate(size_t bytes) SEXTANT_ALLOCATE_CONST override {
     char* block = static_cast<char*>(c10::alloc_cpu(bytes + kHeaderBytes));
     *reinterpret_cast<size_t*>(block) = bytes;
     void* data = block + kHeaderBytes;
@@ -41,6 +54,9 @@ class CountingAllocator final : public c10::Allocator {
     return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
+#if SEXTANT_HAVE_COPY_DATA
+  void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
+#endif
 };
 
 }  // namespace

@@ -103,8 +103,12 @@ constexpr bool kHaveFusedAttention = TORCH_VERSION_MAJOR >= 2;
 torch::Tensor attention_core(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool fused) {
   const int64_t s = q.size(0), b = q.size(1), hq = q.size(2), d = q.size(3), group = hq / k.size(2);
   torch::Tensor qh = q.permute({1, 2, 0, 3});
-  torch::Tensor kh = k.permute({1, 2, 0, 3}).repeat_interleave(group, 1);
-  torch::Tensor vh = v.permute({1, 2, 0, 3}).repeat_interleave(group, 1);
+  // Grouped heads share K and V: copies only where heads are grouped (views otherwise).
+  torch::Tensor kh = k.permute({1, 2, 0, 3}), vh = v.permute({1, 2, 0, 3});
+  if (group > 1) {
+    kh = kh.repeat_interleave(group, 1);
+    vh = vh.repeat_interleave(group, 1);
+  }
   torch::Tensor context;
   if (fused) {
 #if TORCH_VERSION_MAJOR >= 2
@@ -211,7 +215,7 @@ std::string unsupported_reason(const ModelSpec& m, const ParallelLayout& l) {
 
 torch::Tensor embedding_forward(const ParamMap& p, const torch::Tensor& tokens, const ModelContext& ctx) {
   const ModelSpec& m = *ctx.model;
-  const torch::Tensor& w = at(p, "embed.weight");
+  const torch::Tensor w = at(p, "embed.weight");  // by value: GCC 13 -Wdangling-reference
   const int64_t start = ctx.tp->rank() * w.size(0);
   torch::Tensor local = tokens - start;
   torch::Tensor mine = (local >= 0) & (local < w.size(0));
@@ -239,11 +243,13 @@ torch::Tensor head_loss(const ParamMap& p, const torch::Tensor& x, const torch::
                         const ModelContext& ctx) {
   const ModelSpec& m = *ctx.model;
   torch::Tensor h = to_column_parallel(norm(p, "head.norm", x, m), ctx);
-  const torch::Tensor& w = m.tied_embeddings ? at(p, "embed.weight") : at(p, "head.weight");
+  const torch::Tensor w = m.tied_embeddings ? at(p, "embed.weight") : at(p, "head.weight");
   torch::Tensor logits = torch::matmul(h, w.t());
   torch::Tensor flat_targets = targets.transpose(0, 1).reshape({-1});
-  torch::Tensor wide = logits.reshape({-1, w.size(0)}).to(at_least_fp32(logits.scalar_type()));
-  return vocab_parallel_cross_entropy(wide, flat_targets, ctx.tp->rank() * w.size(0), *ctx.tp)
+  // The logits stay in the working dtype: the loss reads them once and computes in fp32
+  // (tp_ops.h), so no fp32 copy of [tokens, vocab] is made or kept.
+  return vocab_parallel_cross_entropy(logits.reshape({-1, w.size(0)}), flat_targets, ctx.tp->rank() * w.size(0),
+                                      *ctx.tp)
       .sum();
 }
 

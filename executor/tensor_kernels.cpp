@@ -79,4 +79,77 @@ double square_sum(const torch::Tensor& tensor) {
   return tensor.pow(2).sum().item<double>();
 }
 
+CrossEntropyPartial ce_forward_partial(const torch::Tensor& logits, const torch::Tensor& targets, int64_t vocab_start) {
+  TORCH_CHECK(logits.dim() == 2 && logits.is_contiguous() && targets.scalar_type() == torch::kLong &&
+                  targets.is_contiguous() && targets.numel() == logits.size(0),
+              "ce_forward_partial: logits [tokens, vocab] contiguous and int64 targets [tokens]");
+  const int64_t tokens = logits.size(0), vocab = logits.size(1);
+  const auto stats = logits.options().dtype(torch::kFloat);
+  CrossEntropyPartial out{torch::empty({tokens}, stats), torch::empty({tokens}, stats), torch::empty({tokens}, stats)};
+  const kernels::DType dtype = kernel_dtype(logits.scalar_type());
+  if (on_gpu(logits)) {
+#ifdef SEXTANT_HAVE_CUDA
+    kernels::ce_forward_partial(logits.data_ptr(), dtype, tokens, vocab, targets.data_ptr<int64_t>(), vocab_start,
+                                out.local_max.data_ptr<float>(), out.local_sum_exp.data_ptr<float>(),
+                                out.target_logit.data_ptr<float>(), /*stream=*/nullptr);
+#endif
+    return out;
+  }
+  kernels::ce_forward_partial_reference(logits.data_ptr(), dtype, tokens, vocab, targets.data_ptr<int64_t>(),
+                                        vocab_start, out.local_max.data_ptr<float>(),
+                                        out.local_sum_exp.data_ptr<float>(), out.target_logit.data_ptr<float>());
+  return out;
+}
+
+torch::Tensor ce_rescale(const CrossEntropyPartial& partial, const torch::Tensor& global_max) {
+  const int64_t tokens = global_max.numel();
+  torch::Tensor sum_exp = torch::empty_like(global_max);
+  if (on_gpu(global_max)) {
+#ifdef SEXTANT_HAVE_CUDA
+    kernels::ce_rescale(partial.local_max.data_ptr<float>(), partial.local_sum_exp.data_ptr<float>(),
+                        global_max.data_ptr<float>(), tokens, sum_exp.data_ptr<float>(), /*stream=*/nullptr);
+#endif
+    return sum_exp;
+  }
+  kernels::ce_rescale_reference(partial.local_max.data_ptr<float>(), partial.local_sum_exp.data_ptr<float>(),
+                                global_max.data_ptr<float>(), tokens, sum_exp.data_ptr<float>());
+  return sum_exp;
+}
+
+torch::Tensor ce_loss(const torch::Tensor& global_max, const torch::Tensor& sum_exp, const torch::Tensor& target_logit) {
+  const int64_t tokens = global_max.numel();
+  torch::Tensor loss = torch::empty_like(global_max);
+  if (on_gpu(global_max)) {
+#ifdef SEXTANT_HAVE_CUDA
+    kernels::ce_loss(global_max.data_ptr<float>(), sum_exp.data_ptr<float>(), target_logit.data_ptr<float>(), tokens,
+                     loss.data_ptr<float>(), /*stream=*/nullptr);
+#endif
+    return loss;
+  }
+  kernels::ce_loss_reference(global_max.data_ptr<float>(), sum_exp.data_ptr<float>(), target_logit.data_ptr<float>(),
+                             tokens, loss.data_ptr<float>());
+  return loss;
+}
+
+torch::Tensor ce_backward(const torch::Tensor& logits, const torch::Tensor& targets, int64_t vocab_start,
+                          const torch::Tensor& global_max, const torch::Tensor& sum_exp,
+                          const torch::Tensor& grad_loss) {
+  const int64_t tokens = logits.size(0), vocab = logits.size(1);
+  const torch::Tensor g = grad_loss.to(torch::kFloat).contiguous();
+  torch::Tensor dlogits = torch::empty_like(logits);
+  const kernels::DType dtype = kernel_dtype(logits.scalar_type());
+  if (on_gpu(logits)) {
+#ifdef SEXTANT_HAVE_CUDA
+    kernels::ce_backward(logits.data_ptr(), dtype, tokens, vocab, targets.data_ptr<int64_t>(), vocab_start,
+                         global_max.data_ptr<float>(), sum_exp.data_ptr<float>(), g.data_ptr<float>(),
+                         dlogits.data_ptr(), /*stream=*/nullptr);
+#endif
+    return dlogits;
+  }
+  kernels::ce_backward_reference(logits.data_ptr(), dtype, tokens, vocab, targets.data_ptr<int64_t>(), vocab_start,
+                                 global_max.data_ptr<float>(), sum_exp.data_ptr<float>(), g.data_ptr<float>(),
+                                 dlogits.data_ptr());
+  return dlogits;
+}
+
 }  // namespace sextant

@@ -28,4 +28,19 @@ bool unscale(const std::vector<torch::Tensor>& tensors, float inv_scale);
 // Σ x² over a contiguous fp32 (or, on the CPU, fp64) tensor.
 double square_sum(const torch::Tensor& tensor);
 
+// The vocab-parallel cross-entropy of kernels/reference.h on tensors: logits [tokens,
+// vocab_local] contiguous in fp32/bf16/fp16, targets [tokens] int64, every statistic fp32
+// [tokens]. One pass over the logits forward and one backward, whatever the dtype.
+struct CrossEntropyPartial {
+  torch::Tensor local_max, local_sum_exp, target_logit;
+};
+CrossEntropyPartial ce_forward_partial(const torch::Tensor& logits, const torch::Tensor& targets, int64_t vocab_start);
+// sum_exp rescaled from this shard's max to the global one.
+torch::Tensor ce_rescale(const CrossEntropyPartial& partial, const torch::Tensor& global_max);
+torch::Tensor ce_loss(const torch::Tensor& global_max, const torch::Tensor& sum_exp, const torch::Tensor& target_logit);
+// dlogits in the logits' dtype.
+torch::Tensor ce_backward(const torch::Tensor& logits, const torch::Tensor& targets, int64_t vocab_start,
+                          const torch::Tensor& global_max, const torch::Tensor& sum_exp,
+                          const torch::Tensor& grad_loss);
+
 }  // namespace sextant

@@ -21,7 +21,9 @@ torch::Tensor reduce_scatter_to_sp(const torch::Tensor& x, Comm& tp);
 torch::Tensor scatter_to_sp(const torch::Tensor& x, Comm& tp);
 
 // Per-token loss of logits sharded over the vocabulary: logits [n, V/tp] hold vocabulary
-// entries [vocab_start, vocab_start + V/tp); targets [n] are global token ids.
+// entries [vocab_start, vocab_start + V/tp); targets [n] are global token ids. Logits in
+// fp32, bf16 or fp16 give an fp32 loss (computed in fp32 from the 16-bit logits, which
+// are all backward keeps); float64 logits give a float64 loss.
 torch::Tensor vocab_parallel_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
                                            int64_t vocab_start, Comm& tp);
 

@@ -22,6 +22,7 @@
 #include "executor/checkpoint.h"
 #include "executor/counting_allocator.h"
 #include "executor/data.h"
+#include "executor/device.h"
 #include "executor/tensor_kernels.h"
 #ifdef SEXTANT_HAVE_NCCL
 #include "executor/nccl_comm.h"
@@ -103,26 +104,6 @@ OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& gro
 }
 
 namespace {
-
-// This rank's device: with several GPUs per node, the node-local rank picks one. --fp64
-// runs on CPU ranks (the CUDA kernels are fp32).
-torch::Device pick_device(const std::string& wanted, bool fp64) {
-  if (wanted != "auto" && wanted != "cpu" && wanted != "cuda")
-    throw InputError("--device", wanted, "allowed: auto, cpu, cuda");
-  if (fp64 && wanted == "cuda")
-    throw InputError("--fp64", "", "trains on CPU ranks only; use --device cpu");
-  const bool have_gpu = !fp64 && torch::cuda::is_available();
-  if (wanted == "cuda" && !have_gpu)
-    throw InputError("--device", wanted, "LibTorch sees no CUDA device here (LibTorch " TORCH_VERSION ")");
-  if (wanted == "cpu" || !have_gpu) return torch::kCPU;
-  int local = 0;
-  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"})
-    if (const char* v = std::getenv(name)) {
-      local = std::atoi(v);
-      break;
-    }
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local % static_cast<int>(torch::cuda::device_count())));
-}
 
 // What the model computes in: the plan's precision, or float64 for an fp32 plan under --fp64.
 torch::ScalarType run_dtype(const PlanFile& plan, const ExecuteOptions& o) {
@@ -336,7 +317,9 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
   MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
   const torch::ScalarType dtype = check_input(plan, o, world_size);
   auto source = open_token_source(o.data, plan.model.vocab_size, plan.model.seq_len);
-  const torch::Device device = pick_device(o.device, o.fp64);
+  const DeviceChoice choice = pick_device(o.device, o.fp64);
+  if (world_rank == 0 && !choice.note.empty()) log << choice.note << std::endl;
+  const torch::Device device = choice.device;
 
   install_counting_allocator();
   torch::set_num_threads(1);  // one core per rank

@@ -57,6 +57,28 @@ TEST(VocabParallelCrossEntropy, EqualsTorchCrossEntropyOnOneRank) {
   }
 }
 
+// bf16 logits go straight to the loss (no fp32 copy): the loss is fp32 and as close to the
+// float64 loss of the same bf16 values as fp32 logits are (the bound above); the gradient
+// is softmax - onehot (|·| ≤ 1) computed in fp32, then rounded once to bf16: within 2^-8.
+TEST(VocabParallelCrossEntropy, Bf16LogitsGiveAnFp32LossAndBf16Gradient) {
+  MpiComm self(MPI_COMM_SELF);
+  torch::manual_seed(4);
+  const torch::Tensor logits = (3 * torch::randn({64, 301})).to(torch::kBFloat16);
+  const torch::Tensor targets = torch::randint(0, 301, {64}, torch::kLong);
+  torch::Tensor exact_leaf = logits.to(torch::kDouble).requires_grad_(true);
+  const torch::Tensor exact = torch::nn::functional::cross_entropy(
+      exact_leaf, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  exact.sum().backward();
+  torch::Tensor leaf = logits.detach().requires_grad_(true);
+  torch::Tensor ours = vocab_parallel_cross_entropy(leaf, targets, 0, self).sum();
+  ours.backward();
+  EXPECT_EQ(ours.scalar_type(), torch::kFloat);
+  EXPECT_EQ(leaf.grad().scalar_type(), torch::kBFloat16);
+  const double scale = (12 + 3 * exact.detach().abs()).sum().item<double>();
+  EXPECT_NEAR(ours.item<double>(), exact.sum().item<double>(), 0x1p-24 * scale);
+  EXPECT_LE((leaf.grad().to(torch::kDouble) - exact_leaf.grad()).abs().max().item<double>(), 0x1p-8);
+}
+
 TEST(InitParam, SameNameSameValuesAndSlicesConcatenate) {
   ParamSpec spec{"blocks.0.attn.q.weight", {8, 4}, 0, ParamSpec::Init::normal, true};
   torch::Tensor full = init_param(spec, 42, 0, 1);
