@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import statistics
+import time
 
 PHASES = ["forward_s", "backward_s", "optimizer_s", "comm_wait_s"]  # per step, when the executor writes them
 
@@ -95,8 +96,12 @@ def main():
         print(f"device: {any_ref['device']}, torch {any_ref['torch']}, {any_ref['date']}, cluster {a.cluster}; "
               f"medians over {'/'.join(map(str, measured)) or '?'} steps after {a.warmup} warm-up steps; "
               "micro-batch 8 x 4, seq 1024")
-    else:
-        print(f"cluster {a.cluster}: no PyTorch reference result (see torch-*.log)")
+    else:  # the device from nvidia-smi's line in env.txt (run.sh), the date from the clock
+        env = os.path.join(a.out, "env.txt")
+        gpu = next((l.strip() for l in open(env) if "NVIDIA" in l or "H100" in l or "H200" in l), "?") \
+            if os.path.exists(env) else "?"
+        print(f"device: {gpu}, {time.strftime('%Y-%m-%d')}, cluster {a.cluster}; no PyTorch reference result "
+              "(see torch-*.log)")
     compile_s = [f"{m} {r['warmup_s']:.0f} s" for (m, mode), r in refs.items() if mode == "compile" and r
                  and "warmup_s" in r]
     if compile_s:
