@@ -6,7 +6,9 @@
 //   GEMM and memory figures are each the median over `passes` passes of the whole set;
 //                on a GPU each figure times batches of back-to-back repetitions between
 //                CUDA events (median_s_per_rep below), so it is the device's time per
-//                run and not one launch plus one synchronize;
+//                run and not one launch plus one synchronize (where the host's dispatch
+//                of one run outlasts its kernels, the smallest shapes, the figure is
+//                that dispatch rate: the GPU idles between kernels inside the batch);
 //   collectives: all-reduce, reduce-scatter, all-gather, send/recv for 1 KiB - 256 MiB on
 //                every power-of-two group size the job has, with algorithm and bus
 //                bandwidth (bus = algorithm x the collective's bus factor).
