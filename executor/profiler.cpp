@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <fstream>
 #include <ostream>
+#include <stdexcept>
 
 #include <torch/version.h>
 #include <unistd.h>
@@ -14,6 +16,8 @@
 #include "cost_model/median.h"
 #ifdef SEXTANT_HAVE_CUDA
 #include <cuda_runtime_api.h>
+
+#include "kernels/kernels.h"  // CUDA_CHECK
 #endif
 
 namespace sextant {
@@ -74,9 +78,49 @@ void describe_machine(Comm& world, ProfileData& profile) {
   profile.ranks = world.size();
 }
 
-// Work on a GPU is timed to its completion.
-void sync(const torch::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+#ifdef SEXTANT_HAVE_CUDA
+// The GPU's own clock: two events on the legacy default stream, the stream LibTorch
+// queues work on unless told otherwise. cudaEventElapsedTime resolves about 0.5 us
+// (CUDA Runtime API reference), far below a batch of `batch_s`.
+class CudaEventClock final : public IntervalClock {
+ public:
+  CudaEventClock() {
+    CUDA_CHECK(cudaEventCreate(&start_));
+    CUDA_CHECK(cudaEventCreate(&stop_));
+  }
+  ~CudaEventClock() override {
+    cudaEventDestroy(start_);
+    cudaEventDestroy(stop_);
+  }
+  CudaEventClock(const CudaEventClock&) = delete;
+  CudaEventClock& operator=(const CudaEventClock&) = delete;
+  void start() override { CUDA_CHECK(cudaEventRecord(start_, nullptr)); }
+  double stop_s() override {
+    CUDA_CHECK(cudaEventRecord(stop_, nullptr));
+    CUDA_CHECK(cudaEventSynchronize(stop_));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
+    return 1e-3 * ms;
+  }
+
+ private:
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+};
+#endif
+
+// Seconds one run of `run` takes on `device`. CPU: the median of single runs on the host
+// clock (median_s). GPU: batches of runs between CUDA events (median_s_per_rep); where
+// sextant was built without CUDA but LibTorch has it, the same batches on the host clock
+// with one synchronize per batch.
+double seconds_per_run(const std::function<void()>& run, const torch::Device& device,
+                       double budget_s, int max_reps) {
+  if (!device.is_cuda()) return median_s(run, budget_s, max_reps);
+#ifdef SEXTANT_HAVE_CUDA
+  CudaEventClock clock;
+#else
+  HostClock clock([&] { torch::cuda::synchronize(device.index()); });  // timed to completion
+#endif
+  return median_s_per_rep(run, clock);
 }
 
 struct GemmShape {
@@ -102,10 +146,7 @@ const char* dtype_name(torch::ScalarType dtype) { return dtype == torch::kFloat 
 double gemm_flops_per_s(const GemmShape& g, const torch::Device& device) {
   const auto options = torch::TensorOptions().dtype(g.dtype).device(device);
   torch::Tensor a = torch::randn({g.m, g.k}, options), b = torch::randn({g.k, g.n}, options);
-  const double t = median_s([&] {
-    torch::mm(a, b);
-    sync(device);
-  }, 0.05, 20);
+  const double t = seconds_per_run([&] { torch::mm(a, b); }, device, 0.05, 20);
   return 2.0 * static_cast<double>(g.m * g.n * g.k) / t;
 }
 
@@ -114,10 +155,7 @@ double measure_copy_bandwidth(bool quick, const torch::Device& device) {
   const int64_t n = (quick ? 8 : (device.is_cuda() ? 256 : 64)) << 20;  // floats
   const auto options = torch::TensorOptions().device(device);
   torch::Tensor src = torch::ones({n}, options), dst = torch::empty({n}, options);
-  const double t = median_s([&] {
-    dst.copy_(src);
-    sync(device);
-  }, 0.2, 10);
+  const double t = seconds_per_run([&] { dst.copy_(src); }, device, 0.2, 10);
   return 2.0 * static_cast<double>(n) * 4 / t;
 }
 
@@ -130,14 +168,15 @@ double measure_elementwise_bandwidth(bool quick, const torch::Device& device) {
   torch::Tensor x = torch::randn({rows, cols}, options), y = torch::randn({rows, cols}, options);
   torch::Tensor w = torch::ones({cols}, options), b = torch::zeros({cols}, options);
   const double bytes = static_cast<double>(rows * cols) * 4 * (2 + 2 + 2 + 2 + 3);
-  const double t = median_s([&] {
-    torch::layer_norm(x, {cols}, w, b, 1e-5);
-    torch::gelu(x, "tanh");
-    torch::silu(x);
-    torch::softmax(x, -1);
-    torch::add(x, y);
-    sync(device);
-  }, 0.2, 10);
+  const double t = seconds_per_run(
+      [&] {
+        torch::layer_norm(x, {cols}, w, b, 1e-5);
+        torch::gelu(x, "tanh");
+        torch::silu(x);
+        torch::softmax(x, -1);
+        torch::add(x, y);
+      },
+      device, 0.2, 10);
   return bytes / t;
 }
 
@@ -213,6 +252,45 @@ double spread(const std::vector<double>& passes) {
 }
 
 }  // namespace
+
+void HostClock::start() {
+  start_s_ = now_s();
+}
+
+double HostClock::stop_s() {
+  wait_();
+  return now_s() - start_s_;
+}
+
+double seconds_per_rep(double elapsed_s, int reps) {
+  if (reps < 1)
+    throw std::invalid_argument("seconds_per_rep: reps must be >= 1, got " + std::to_string(reps));
+  if (!(elapsed_s >= 0)) throw std::invalid_argument("seconds_per_rep: elapsed_s must be >= 0");
+  return elapsed_s / reps;
+}
+
+int reps_to_fill(double one_s, double batch_s, int max_reps) {
+  if (max_reps < 1) throw std::invalid_argument("reps_to_fill: max_reps must be >= 1");
+  if (!(one_s > 0)) return max_reps;  // too short for the clock to see
+  return static_cast<int>(
+      std::clamp(std::ceil(batch_s / one_s), 1.0, static_cast<double>(max_reps)));
+}
+
+double median_s_per_rep(const std::function<void()>& run, IntervalClock& clock,
+                        const BatchTimingOptions& o) {
+  if (o.batches < 1) throw std::invalid_argument("median_s_per_rep: batches must be >= 1");
+  for (int i = 0; i < o.warmup; ++i) run();
+  clock.start();
+  run();
+  const int reps = reps_to_fill(clock.stop_s(), o.batch_s, o.max_reps);
+  std::vector<double> per_rep;
+  for (int b = 0; b < o.batches; ++b) {
+    clock.start();
+    for (int i = 0; i < reps; ++i) run();
+    per_rep.push_back(seconds_per_rep(clock.stop_s(), reps));
+  }
+  return median_of(std::move(per_rep));
+}
 
 ProfileData measure_profile(const ProfileOptions& o, Comm& world, std::ostream& progress) {
   torch::set_num_threads(1);

@@ -4,14 +4,17 @@ positions, pre-LayerNorm, GELU-tanh MLP, biases, tied embeddings, no dropout), b
 sequence length and precision, trained the way a PyTorch user would: fp32 parameters,
 bf16 autocast, fused AdamW, scaled_dot_product_attention; eager or torch.compile.
 
-Prints one JSON line: tokens/s (median step after warm-up), peak allocated bytes.
+Prints one JSON line (and writes it to --out): tokens/s (median step after warm-up), peak
+allocated bytes, and warmup_s, the warm-up steps' time (under --compile, mostly compiling).
+Progress goes to stderr.
   python3 bench/gpu/pytorch_reference.py --config examples/models/gpt2.json \
-      --micro-batch 8 --grad-accum 4 --seq 1024 --steps 30 [--compile]
+      --micro-batch 8 --grad-accum 4 --seq 1024 --steps 30 [--compile] [--out result.json]
 """
 import argparse
 import json
 import math
 import statistics
+import sys
 import time
 
 import torch
@@ -67,6 +70,7 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--out", help="also write the JSON line here")
     a = ap.parse_args()
     c = json.load(open(a.config))
     torch.manual_seed(0)
@@ -76,6 +80,8 @@ def main():
     g = torch.Generator(device="cuda").manual_seed(1)
     times = []
     torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    warmup_s = 0.0
     for step in range(a.warmup + a.steps):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -90,12 +96,19 @@ def main():
         torch.cuda.synchronize()
         if step >= a.warmup:
             times.append(time.perf_counter() - t0)
+        elif step == a.warmup - 1:
+            warmup_s = time.perf_counter() - started
+        print(f"step {step}: {time.perf_counter() - t0:.4f} s", file=sys.stderr, flush=True)
     step_s = statistics.median(times)
     tokens = a.micro_batch * a.grad_accum * a.seq
-    print(json.dumps({"mode": "compile" if a.compile else "eager", "device": torch.cuda.get_device_name(),
-                      "torch": torch.__version__, "step_time_s": step_s, "tokens_per_s": tokens / step_s,
-                      "peak_bytes": torch.cuda.max_memory_allocated(), "final_loss": float(loss) * a.grad_accum,
-                      "date": time.strftime("%Y-%m-%d")}))
+    line = json.dumps({"mode": "compile" if a.compile else "eager", "device": torch.cuda.get_device_name(),
+                       "torch": torch.__version__, "step_time_s": step_s, "tokens_per_s": tokens / step_s,
+                       "peak_bytes": torch.cuda.max_memory_allocated(), "final_loss": float(loss) * a.grad_accum,
+                       "warmup_s": warmup_s, "steps": a.steps, "date": time.strftime("%Y-%m-%d")})
+    print(line)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(line + "\n")
 
 
 if __name__ == "__main__":
