@@ -155,8 +155,9 @@ void dispatch(DType dtype, Launch&& launch) {
 }
 
 // Host helpers shared by the backward passes that sum over rows (norm_kernels.cu).
-// Row groups of a backward grid: enough blocks for every SM to hold 8, no more than rows.
-int64_t backward_groups(int64_t rows);
+// Row groups of a backward grid, no more than rows: enough that every SM holds 8 blocks
+// when each group spans `column_blocks` blocks.
+int64_t backward_groups(int64_t rows, int64_t column_blocks);
 // out[j] = Σ_g part[g, j] over the `groups` rows of `part` ([groups, n]), in order.
 void column_sums(const float* part, int64_t groups, int64_t n, float* out, cudaStream_t stream);
 

@@ -23,12 +23,13 @@ __global__ void column_sum_kernel(const float* part, int64_t groups, int64_t n, 
 
 }  // namespace
 
-// Blocks in a backward grid: enough for every SM to hold 8 of them, no more than rows.
-int64_t backward_groups(int64_t rows) {
+// Row groups: enough blocks, with `column_blocks` per group, for every SM to hold 8 of them.
+int64_t backward_groups(int64_t rows, int64_t column_blocks) {
   int ordinal = 0, sms = 0;
   CUDA_CHECK(cudaGetDevice(&ordinal));
   CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ordinal));
-  return std::max<int64_t>(1, std::min<int64_t>(rows, 8 * int64_t{sms}));
+  const int64_t wanted = (8 * int64_t{sms} + column_blocks - 1) / column_blocks;
+  return std::max<int64_t>(1, std::min(rows, wanted));
 }
 
 void column_sums(const float* part, int64_t groups, int64_t n, float* out, cudaStream_t stream) {
@@ -240,7 +241,7 @@ void check_rows(int64_t rows, const char* what) {
 }  // namespace
 
 int64_t norm_backward_workspace_floats(int64_t rows, int64_t hidden) {
-  return rows == 0 ? 0 : 2 * backward_groups(rows) * hidden;
+  return rows == 0 ? 0 : 2 * backward_groups(rows, 1) * hidden;
 }
 
 void rmsnorm_forward(const void* x, const void* weight, DType dtype, int64_t rows, int64_t hidden,
@@ -295,7 +296,7 @@ void rmsnorm_backward(const void* dy, const void* x, const void* weight, const f
     CUDA_CHECK(cudaMemsetAsync(dweight, 0, hidden * sizeof(float), stream));
     return;
   }
-  const int64_t groups = backward_groups(rows);
+  const int64_t groups = backward_groups(rows, 1);
   dispatch(dtype, [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
     const bool packed = rows_packed<T>(hidden) && aligned16(dy, x, weight, dx);
@@ -316,7 +317,7 @@ void layernorm_backward(const void* dy, const void* x, const void* weight, const
     CUDA_CHECK(cudaMemsetAsync(dbias, 0, hidden * sizeof(float), stream));
     return;
   }
-  const int64_t groups = backward_groups(rows);
+  const int64_t groups = backward_groups(rows, 1);
   float* db_part = workspace + groups * hidden;
   dispatch(dtype, [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
