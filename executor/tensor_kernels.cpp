@@ -71,8 +71,12 @@ bool unscale(const std::vector<torch::Tensor>& tensors, float inv_scale) {
 double square_sum(const torch::Tensor& tensor) {
   if (on_gpu(tensor)) {
 #ifdef SEXTANT_HAVE_CUDA
+    const std::vector<kernels::TensorSpan> one = spans({tensor});
     torch::Tensor sum = torch::zeros({1}, tensor.options().dtype(torch::kDouble));
-    kernels::square_sum(spans({tensor}), sum.data_ptr<double>(), /*stream=*/nullptr);
+    torch::Tensor workspace =
+        torch::empty({kernels::multi_tensor_chunks(one)}, tensor.options().dtype(torch::kDouble));
+    kernels::square_sum(one, sum.data_ptr<double>(), workspace.data_ptr<double>(),
+                        /*stream=*/nullptr);
     return sum.item<double>();
 #endif
   }

@@ -1,52 +1,29 @@
-// The CUDA kernels behind kernels.h. Element-wise kernels walk their range with a grid
-// stride; per-row kernels (cross-entropy) take one block per token row. Arithmetic is in
-// fp32 in the same order as reference.cpp.
-#include "kernels/kernels.h"
-
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
+// The CUDA kernels behind kernels.h (the norms and activations are in norm_kernels.cu and
+// activation_kernels.cu). Element-wise kernels walk their range with a grid stride;
+// multi-tensor kernels take one block per chunk; per-row kernels (cross-entropy) one block
+// per token row. Arithmetic is in fp32 in the same order as reference.cpp.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
 
+#include "kernels/device_common.cuh"
+#include "kernels/kernels.h"
+
 namespace sextant::kernels {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kMaxBlocks = 8192;
-constexpr int kMaxTensors = 64;  // per launch of a multi-tensor kernel (1 KiB of arguments)
+using namespace device;
 
-struct TensorBatch {
-  float* data[kMaxTensors];
-  int64_t n[kMaxTensors];
+// Multi-tensor launches: one block per chunk of kMultiTensorChunk elements, kMaxChunks
+// blocks per launch. 320 × (8 + 4) bytes of chunk addresses and lengths stay under the
+// 4 KiB of kernel arguments every CUDA version accepts (apex uses the same 320).
+constexpr int kMaxChunks = 320;
+
+struct ChunkBatch {
+  float* data[kMaxChunks];
+  int count[kMaxChunks];
 };
-
-int blocks_for(int64_t n) {
-  return static_cast<int>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, kMaxBlocks));
-}
-
-__device__ __forceinline__ float load(const void* p, DType dtype, int64_t i) {
-  switch (dtype) {
-    case DType::fp32: return static_cast<const float*>(p)[i];
-    case DType::bf16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    default: return __half2float(static_cast<const __half*>(p)[i]);
-  }
-}
-
-__device__ __forceinline__ void store(void* p, DType dtype, int64_t i, float x) {
-  switch (dtype) {
-    case DType::fp32: static_cast<float*>(p)[i] = x; break;
-    case DType::bf16: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(x); break;
-    default: static_cast<__half*>(p)[i] = __float2half_rn(x); break;
-  }
-}
-
-__device__ __forceinline__ int64_t first_index() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(blockDim.x) * gridDim.x; }
 
 // Online-softmax pair (running max, sum of exp relative to it): merge (m2, s2) into (m, s).
 __device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
@@ -59,11 +36,6 @@ __device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
   const float top = fmaxf(m, m2);
   s = s * expf(m - top) + s2 * expf(m2 - top);
   m = top;
-}
-
-__device__ __forceinline__ float warp_sum(float x) {
-  for (int offset = 16; offset > 0; offset >>= 1) x += __shfl_xor_sync(0xffffffffu, x, offset);
-  return x;
 }
 
 __global__ void cast_kernel(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n) {
@@ -88,33 +60,54 @@ __global__ void adamw_kernel(float* master, float* m, float* v, const float* gra
   }
 }
 
-// blockIdx.y picks the tensor; blocks past a small tensor's end do nothing.
-__global__ void unscale_kernel(TensorBatch batch, float inv_scale, int* found_inf) {
-  float* p = batch.data[blockIdx.y];
-  const int64_t n = batch.n[blockIdx.y];
+// Calls f(i, Width<W>) for the elements of a chunk this thread owns: float4 packs when the
+// chunk starts 16-byte aligned, then the remaining elements one at a time.
+template <typename F>
+__device__ __forceinline__ void for_chunk(const float* p, int n, F&& f) {
+  const int packs = reinterpret_cast<uintptr_t>(p) % 16 == 0 ? n / 4 : 0;
+#pragma unroll 4
+  for (int q = threadIdx.x; q < packs; q += blockDim.x) f(q * 4, Width<4>{});
+  for (int i = packs * 4 + threadIdx.x; i < n; i += blockDim.x) f(i, Width<1>{});
+}
+
+__global__ void unscale_kernel(ChunkBatch batch, float inv_scale, int* found_inf) {
+  float* p = batch.data[blockIdx.x];
   bool bad = false;
-  for (int64_t i = first_index(); i < n; i += grid_stride()) {
-    const float x = p[i] * inv_scale;
-    p[i] = x;
-    bad |= !isfinite(x);
-  }
+  for_chunk(p, batch.count[blockIdx.x], [&](int i, auto width) {
+    constexpr int W = decltype(width)::value;
+    float v[W];
+    load_n<W>(p + i, v);
+    for (int k = 0; k < W; ++k) {
+      v[k] *= inv_scale;
+      bad |= !isfinite(v[k]);
+    }
+    store_n<W>(p + i, v);
+  });
   if (bad) *found_inf = 1;
 }
 
-__global__ void square_sum_kernel(TensorBatch batch, double* out) {
-  const float* p = batch.data[blockIdx.y];
-  const int64_t n = batch.n[blockIdx.y];
-  float sum = 0;
-  for (int64_t i = first_index(); i < n; i += grid_stride()) sum += p[i] * p[i];
-  __shared__ float warps[kThreads / 32];
-  sum = warp_sum(sum);
-  if ((threadIdx.x & 31) == 0) warps[threadIdx.x >> 5] = sum;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    sum = threadIdx.x < blockDim.x / 32 ? warps[threadIdx.x] : 0.f;
-    sum = warp_sum(sum);
-    if (threadIdx.x == 0) atomicAdd(out, static_cast<double>(sum));
-  }
+// Block b writes the sum of squares of its chunk, in double, to partial[b].
+__global__ void square_sum_kernel(ChunkBatch batch, double* partial) {
+  const float* p = batch.data[blockIdx.x];
+  double sum = 0;
+  for_chunk(p, batch.count[blockIdx.x], [&](int i, auto width) {
+    constexpr int W = decltype(width)::value;
+    float v[W];
+    load_n<W>(p + i, v);
+    for (int k = 0; k < W; ++k) sum += static_cast<double>(v[k]) * v[k];
+  });
+  __shared__ double scratch[32];
+  sum = block_sum(sum, scratch);
+  if (threadIdx.x == 0) partial[blockIdx.x] = sum;
+}
+
+// One block: *out += Σ partial, each thread summing a fixed stride, then the block tree.
+__global__ void sum_partials_kernel(const double* partial, int64_t count, double* out) {
+  double sum = 0;
+  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) sum += partial[i];
+  __shared__ double scratch[32];
+  sum = block_sum(sum, scratch);
+  if (threadIdx.x == 0) *out += sum;
 }
 
 __global__ void ce_forward_partial_kernel(const void* logits, DType dtype, int64_t vocab_local, const int64_t* targets,
@@ -168,19 +161,24 @@ __global__ void ce_backward_kernel(const void* logits, DType dtype, int64_t voca
   }
 }
 
+// Cuts every tensor into chunks and calls launch(batch, chunks, first) per batch of at most
+// kMaxChunks, where `first` counts the chunks of the batches before it.
 template <typename Launch>
-void for_each_batch(const std::vector<TensorSpan>& tensors, Launch&& launch) {
-  for (size_t first = 0; first < tensors.size(); first += kMaxTensors) {
-    TensorBatch batch{};
-    const size_t count = std::min<size_t>(kMaxTensors, tensors.size() - first);
-    int64_t largest = 0;
-    for (size_t i = 0; i < count; ++i) {
-      batch.data[i] = tensors[first + i].data;
-      batch.n[i] = tensors[first + i].n;
-      largest = std::max(largest, batch.n[i]);
+void for_each_chunk_batch(const std::vector<TensorSpan>& tensors, Launch&& launch) {
+  ChunkBatch batch{};
+  int used = 0;
+  int64_t first = 0;
+  for (const TensorSpan& t : tensors)
+    for (int64_t at = 0; at < t.n; at += kMultiTensorChunk) {
+      batch.data[used] = t.data + at;
+      batch.count[used] = static_cast<int>(std::min(kMultiTensorChunk, t.n - at));
+      if (++used == kMaxChunks) {
+        launch(batch, used, first);
+        first += used;
+        used = 0;
+      }
     }
-    launch(batch, dim3(static_cast<unsigned>(blocks_for(largest)), static_cast<unsigned>(count)));
-  }
+  if (used > 0) launch(batch, used, first);
 }
 
 }  // namespace
@@ -216,18 +214,29 @@ void adamw(float* master, float* m, float* v, const float* grad, const float* de
   CUDA_CHECK(cudaGetLastError());
 }
 
+int64_t multi_tensor_chunks(const std::vector<TensorSpan>& tensors) {
+  int64_t chunks = 0;
+  for (const TensorSpan& t : tensors) chunks += (t.n + kMultiTensorChunk - 1) / kMultiTensorChunk;
+  return chunks;
+}
+
 void unscale(const std::vector<TensorSpan>& tensors, float inv_scale, int* found_inf, cudaStream_t stream) {
-  for_each_batch(tensors, [&](const TensorBatch& batch, dim3 grid) {
-    unscale_kernel<<<grid, kThreads, 0, stream>>>(batch, inv_scale, found_inf);
+  for_each_chunk_batch(tensors, [&](const ChunkBatch& batch, int chunks, int64_t) {
+    unscale_kernel<<<chunks, kThreads, 0, stream>>>(batch, inv_scale, found_inf);
     CUDA_CHECK(cudaGetLastError());
   });
 }
 
-void square_sum(const std::vector<TensorSpan>& tensors, double* out, cudaStream_t stream) {
-  for_each_batch(tensors, [&](const TensorBatch& batch, dim3 grid) {
-    square_sum_kernel<<<grid, kThreads, 0, stream>>>(batch, out);
+void square_sum(const std::vector<TensorSpan>& tensors, double* out, double* workspace,
+                cudaStream_t stream) {
+  for_each_chunk_batch(tensors, [&](const ChunkBatch& batch, int chunks, int64_t first) {
+    square_sum_kernel<<<chunks, kThreads, 0, stream>>>(batch, workspace + first);
     CUDA_CHECK(cudaGetLastError());
   });
+  const int64_t chunks = multi_tensor_chunks(tensors);
+  if (chunks == 0) return;
+  sum_partials_kernel<<<1, 1024, 0, stream>>>(workspace, chunks, out);
+  CUDA_CHECK(cudaGetLastError());
 }
 
 void ce_forward_partial(const void* logits, DType dtype, int64_t tokens, int64_t vocab_local,

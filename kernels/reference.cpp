@@ -6,8 +6,13 @@
 #include <cstring>
 #include <limits>
 
+#include "kernels/reference_io.h"
+
 namespace sextant::kernels {
 namespace {
+
+using reference_io::load;
+using reference_io::store;
 
 uint32_t bits_of(float x) {
   uint32_t b;
@@ -19,23 +24,6 @@ float float_of(uint32_t b) {
   float x;
   std::memcpy(&x, &b, sizeof x);
   return x;
-}
-
-float load(const void* p, DType dtype, int64_t i) {
-  switch (dtype) {
-    case DType::fp32: return static_cast<const float*>(p)[i];
-    case DType::bf16: return bf16_to_float(static_cast<const uint16_t*>(p)[i]);
-    case DType::fp16: return fp16_to_float(static_cast<const uint16_t*>(p)[i]);
-  }
-  return 0;
-}
-
-void store(void* p, DType dtype, int64_t i, float x) {
-  switch (dtype) {
-    case DType::fp32: static_cast<float*>(p)[i] = x; break;
-    case DType::bf16: static_cast<uint16_t*>(p)[i] = float_to_bf16(x); break;
-    case DType::fp16: static_cast<uint16_t*>(p)[i] = float_to_fp16(x); break;
-  }
 }
 
 }  // namespace

@@ -79,4 +79,45 @@ void ce_backward_reference(const void* logits, DType dtype, int64_t tokens, int6
                            const int64_t* targets, int64_t vocab_start, const float* global_max,
                            const float* sum_exp, const float* grad_loss, void* dlogits);
 
+// Norms over rows of `hidden` elements (x, weight, bias, y, dy, dx in `dtype`; per-row
+// statistics and parameter gradients in fp32):
+//   rmsnorm:   rstd = 1/sqrt(mean(x²) + eps);  y = x·rstd·w
+//              dx = rstd·g - x·rstd³·mean(g·x)  with g = dy·w;  dweight = Σ_rows dy·x·rstd
+//   layernorm: mean = mean(x);  rstd = 1/sqrt(mean((x - mean)²) + eps);  x̂ = (x - mean)·rstd
+//              y = x̂·w + b;  dx = rstd·(g - mean(g) - x̂·mean(g·x̂));
+//              dweight = Σ_rows dy·x̂;  dbias = Σ_rows dy
+// The backward passes take the saved fp32 statistics, as the kernels do. Like the
+// cross-entropy references, each output is computed in double and rounded once (16-bit
+// outputs through fp32, a second rounding of at most u32), so a test against a kernel
+// sees the kernel's fp32 error.
+void rmsnorm_forward_reference(const void* x, const void* weight, DType dtype, int64_t rows,
+                               int64_t hidden, float eps, void* y, float* rstd);
+void rmsnorm_backward_reference(const void* dy, const void* x, const void* weight,
+                                const float* rstd, DType dtype, int64_t rows, int64_t hidden,
+                                void* dx, float* dweight);
+// sum = x + residual rounded to dtype, then rmsnorm_forward_reference of that sum.
+void add_rmsnorm_forward_reference(const void* x, const void* residual, const void* weight,
+                                   DType dtype, int64_t rows, int64_t hidden, float eps, void* sum,
+                                   void* y, float* rstd);
+void layernorm_forward_reference(const void* x, const void* weight, const void* bias, DType dtype,
+                                 int64_t rows, int64_t hidden, float eps, void* y, float* mean,
+                                 float* rstd);
+void layernorm_backward_reference(const void* dy, const void* x, const void* weight,
+                                  const float* mean, const float* rstd, DType dtype, int64_t rows,
+                                  int64_t hidden, void* dx, float* dweight, float* dbias);
+
+// GELU, tanh approximation (torch::gelu(z, "tanh")), of z = x + bias over [rows, n]:
+//   gelu(z) = z/2·(1 + tanh(k·(z + c·z³))),  k = sqrt(2/π), c = 0.044715
+//   dx = dy·gelu'(z);  dbias = Σ_rows dx (fp32 [n], summed before dx is rounded to dtype)
+void bias_gelu_forward_reference(const void* x, const void* bias, DType dtype, int64_t rows,
+                                 int64_t n, void* y);
+void bias_gelu_backward_reference(const void* dy, const void* x, const void* bias, DType dtype,
+                                  int64_t rows, int64_t n, void* dx, float* dbias);
+
+// SwiGLU over n elements: y = silu(gate)·up = gate·σ(gate)·up;
+//   dgate = dy·up·σ(gate)·(1 + gate·(1 - σ(gate)));  dup = dy·silu(gate)
+void swiglu_forward_reference(const void* gate, const void* up, DType dtype, int64_t n, void* y);
+void swiglu_backward_reference(const void* dy, const void* gate, const void* up, DType dtype,
+                               int64_t n, void* dgate, void* dup);
+
 }  // namespace sextant::kernels

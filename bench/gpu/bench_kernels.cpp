@@ -50,6 +50,57 @@ void* device_random(size_t bytes) {
   return p;
 }
 
+// The fused norms and activations on bf16 activations of hidden 4096 (FFN width 16384),
+// n elements in all, in buffers the caller owns (four of 4n bytes, one of 2n). Bytes are
+// those each kernel must move: every bf16 operand read or written once, the statistics,
+// and the backward's per-block partial sums written and read back once.
+template <typename Row>
+void fused_rows(int64_t n, float* a, float* b, float* c, float* d, void* e, cudaStream_t stream,
+                Row&& row) {
+  // The second half (from byte 2n) of a 4n-byte buffer.
+  auto second = [n](float* p) { return static_cast<void*>(reinterpret_cast<uint16_t*>(p) + n); };
+  const int64_t hidden = 4096, rows = n / hidden, ffn = 16384, ffn_rows = n / ffn;
+  const double elements = static_cast<double>(rows * hidden), stats = 8.0 * rows;
+  void *x = e, *y = a, *dy = second(a), *dx = b, *weight = second(b);
+  float* statistics = c;                         // mean, rstd: 2·rows floats
+  float* grads = d;                              // dweight, dbias
+  float* work = static_cast<float*>(second(c));  // up to 2n bytes
+  const int64_t groups = norm_backward_workspace_floats(rows, hidden) / (2 * hidden);
+  if (norm_backward_workspace_floats(rows, hidden) * 4 > 2 * n ||
+      bias_gelu_backward_workspace_floats(ffn_rows, ffn) * 4 > 2 * n) {
+    std::printf("(fused kernels skipped: too few elements for their workspace)\n");
+    return;
+  }
+  row("rmsnorm forward (bf16, h 4096)", 4.0 * elements + 4.0 * rows,
+      [&] { rmsnorm_forward(x, weight, DType::bf16, rows, hidden, 1e-5f, y, statistics, stream); });
+  row("rmsnorm backward (bf16, h 4096)", 6.0 * elements + 8.0 * groups * hidden, [&] {
+    rmsnorm_backward(dy, x, weight, statistics, DType::bf16, rows, hidden, dx, grads, work, stream);
+  });
+  row("add + rmsnorm forward (bf16, h 4096)", 8.0 * elements + 4.0 * rows, [&] {
+    add_rmsnorm_forward(x, dy, weight, DType::bf16, rows, hidden, 1e-5f, second(d), y, statistics,
+                        stream);
+  });
+  row("layernorm forward (bf16, h 4096)", 4.0 * elements + stats, [&] {
+    layernorm_forward(x, weight, weight, DType::bf16, rows, hidden, 1e-5f, y, statistics,
+                      statistics + rows, stream);
+  });
+  row("layernorm backward (bf16, h 4096)", 6.0 * elements + stats + 16.0 * groups * hidden, [&] {
+    layernorm_backward(dy, x, weight, statistics, statistics + rows, DType::bf16, rows, hidden, dx,
+                       grads, grads + hidden, work, stream);
+  });
+  const double ffn_elements = static_cast<double>(ffn_rows * ffn);
+  const double gelu_partials =
+      8.0 * static_cast<double>(bias_gelu_backward_workspace_floats(ffn_rows, ffn));
+  row("bias_gelu forward (bf16, n 16384)", 4.0 * ffn_elements,
+      [&] { bias_gelu_forward(x, weight, DType::bf16, ffn_rows, ffn, y, stream); });
+  row("bias_gelu backward (bf16, n 16384)", 6.0 * ffn_elements + gelu_partials, [&] {
+    bias_gelu_backward(dy, x, weight, DType::bf16, ffn_rows, ffn, dx, grads, work, stream);
+  });
+  row("swiglu forward (bf16)", 6.0 * n, [&] { swiglu_forward(x, dy, DType::bf16, n, y, stream); });
+  row("swiglu backward (bf16)", 10.0 * n,
+      [&] { swiglu_backward(dy, x, second(b), DType::bf16, n, dx, second(d), stream); });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -91,7 +142,9 @@ int main(int argc, char** argv) {
   std::vector<TensorSpan> many;
   for (int64_t i = 0; i < 256; ++i) many.push_back({grad + i * (n / 256), n / 256});
   row("unscale (fp32, 256 tensors)", 8.0 * n, [&] { unscale(many, 1.f, found, stream); });
-  row("square_sum (fp32, 256 tensors)", 4.0 * n, [&] { square_sum(many, sum, stream); });
+  double* partials =
+      static_cast<double*>(device_random(static_cast<size_t>(multi_tensor_chunks(many)) * 8));
+  row("square_sum (fp32, 256 tensors)", 4.0 * n, [&] { square_sum(many, sum, partials, stream); });
   row("cast fp32 -> bf16", 6.0 * n, [&] { cast(master, DType::fp32, working, DType::bf16, n, stream); });
   row("cast bf16 -> fp32", 6.0 * n, [&] { cast(working, DType::bf16, m, DType::fp32, n, stream); });
   // Cross-entropy on a 50,304-wide bf16 vocab shard (GPT-2's padded vocabulary, tp = 1).
@@ -109,6 +162,7 @@ int main(int argc, char** argv) {
     ce_backward(working, DType::bf16, tokens, vocab, targets, 0, rows, rows + tokens, rows + 2 * tokens,
                 master, stream);
   });
+  fused_rows(n, master, m, v, grad, working, stream, row);
   CUDA_CHECK(cudaStreamSynchronize(stream));
   return 0;
 }

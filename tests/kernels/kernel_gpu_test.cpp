@@ -1,5 +1,7 @@
 // Each CUDA kernel against its CPU reference on fresh random inputs (never zeros), at the
 // dtype's tolerance. Without a CUDA device every case reports itself skipped.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -7,63 +9,11 @@
 #include <random>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "kernels/kernels.h"
+#include "tests/kernels/kernel_gpu_support.h"
 
 namespace sextant::kernels {
 namespace {
-
-class KernelGpu : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-    CUDA_CHECK(cudaStreamCreate(&stream_));
-  }
-  void TearDown() override {
-    for (void* p : allocations_) cudaFree(p);
-    if (stream_) cudaStreamDestroy(stream_);
-  }
-  template <typename T>
-  T* upload(const std::vector<T>& host) {
-    void* p = nullptr;
-    CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(1, host.size() * sizeof(T))));
-    allocations_.push_back(p);
-    CUDA_CHECK(cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
-    return static_cast<T*>(p);
-  }
-  template <typename T>
-  std::vector<T> download(const T* device, size_t n) {
-    CUDA_CHECK(cudaStreamSynchronize(stream_));
-    std::vector<T> host(n);
-    CUDA_CHECK(cudaMemcpy(host.data(), device, n * sizeof(T), cudaMemcpyDeviceToHost));
-    return host;
-  }
-  std::vector<float> random(size_t n, float scale, float offset = 0) {
-    std::normal_distribution<float> normal(0.f, scale);
-    std::vector<float> x(n);
-    for (float& v : x) v = normal(rng_) + offset;
-    return x;
-  }
-  cudaStream_t stream_ = nullptr;
-  std::mt19937 rng_{std::random_device{}()};
-  std::vector<void*> allocations_;
-};
-
-// |a - b| <= atol + rtol·|b| elementwise; reports the first failure.
-void expect_close(const std::vector<float>& got, const std::vector<float>& want, float rtol, float atol,
-                  const char* what) {
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i)
-    ASSERT_LE(std::fabs(got[i] - want[i]), atol + rtol * std::fabs(want[i]))
-        << what << " element " << i << ": " << got[i] << " vs " << want[i];
-}
-
-std::vector<float> widen(const std::vector<uint16_t>& x, DType dtype) {
-  std::vector<float> out(x.size());
-  cast_reference(x.data(), dtype, out.data(), DType::fp32, static_cast<int64_t>(x.size()));
-  return out;
-}
 
 TEST_F(KernelGpu, CastIsBitExact) {
   const std::vector<float> x = random(1 << 20, 300.f);
@@ -114,7 +64,10 @@ TEST_F(KernelGpu, AdamWMatchesReference) {
 
 TEST_F(KernelGpu, UnscaleAndSquareSumMatchReference) {
   std::vector<std::vector<float>> host;
+  // Chunks of every kind: a 1-element tensor, a partial chunk, 16 whole chunks and a tail,
+  // and 400 small tensors so that the chunks overflow one launch (320).
   for (size_t n : {size_t{1}, size_t{1000}, size_t{(1 << 20) + 7}, size_t{4096}}) host.push_back(random(n, 2.f));
+  for (int t = 0; t < 400; ++t) host.push_back(random(100 + t, 2.f));
   std::vector<TensorSpan> device, reference;
   for (auto& h : host) {
     device.push_back({upload(h), static_cast<int64_t>(h.size())});
@@ -126,14 +79,17 @@ TEST_F(KernelGpu, UnscaleAndSquareSumMatchReference) {
   EXPECT_EQ(download(found, 1)[0], 0);
   for (size_t t = 0; t < host.size(); ++t)  // 1/8 is a power of two: exact
     expect_close(download(device[t].data, host[t].size()), host[t], 0, 0, "unscaled");
-  double* sum = upload(std::vector<double>{0.0});
-  square_sum(device, sum, stream_);
-  const double want = square_sum_reference(reference);
-  // The reference sums exact products in double; the kernel squares (1 rounding), adds at
-  // most 2 terms per thread, then 8 tree levels in fp32: ≤ ~10 u32 = 6e-7 of the total.
-  EXPECT_NEAR(download(sum, 1)[0], want, 1e-5 * want);
+  double* sum = upload(std::vector<double>{0.25});  // added to, not overwritten
+  std::vector<double> workspace(static_cast<size_t>(multi_tensor_chunks(device)), -1.0);
+  square_sum(device, sum, upload(workspace), stream_);
+  const double want = 0.25 + square_sum_reference(reference);
+  // Both sum exact products (float squares are exact in double) in double, in different
+  // orders: the kernel adds ≤ 256 terms per thread, 8 tree levels, 1 chunk partial per
+  // thread (420 chunks, 1024 threads) and 10 tree levels more, then the 0.25; the reference
+  // ~1.17M terms in a row. Sums of positive terms: ≤ (300 + 1.2M) u64 ≈ 1.4e-10 relative.
+  EXPECT_NEAR(download(sum, 1)[0], want, 1.4e-10 * want);
 
-  // One inf in the largest tensor, one NaN in the last: both found.
+  // One inf in the largest tensor, one NaN in the 4096-element one: both found.
   for (float bad : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
     const size_t t = std::isinf(bad) ? 2 : 3;
     CUDA_CHECK(cudaMemcpy(device[t].data + 5, &bad, sizeof bad, cudaMemcpyHostToDevice));

@@ -1,7 +1,13 @@
 // The kernels' CPU references against LibTorch: conversions bit for bit, AdamW against
 // torch::optim::AdamW, the vocab-parallel cross-entropy (shards joined as the tp
-// reductions would) against cross_entropy and its autograd gradient. Every bound is
+// reductions would) against cross_entropy and its autograd gradient, the fused norms and
+// activations against LibTorch autograd (bounds derived in fused_truth.h). Every bound is
 // exact or derived from the dtype's unit roundoff u (the truth computed in float64).
+#include "kernels/reference.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -9,10 +15,7 @@
 #include <limits>
 #include <vector>
 
-#include <gtest/gtest.h>
-#include <torch/torch.h>
-
-#include "kernels/reference.h"
+#include "tests/kernels/fused_truth.h"
 
 namespace sextant::kernels {
 namespace {
@@ -259,6 +262,174 @@ TEST(KernelReference, Bf16CrossEntropyComputesInFp32) {
                 .dlogits.scalar_type(),
             torch::kBFloat16);
 }
+
+// The fused norms and activations: fp32 and bf16 inputs, a row length that takes 16-byte
+// packs and one that does not; everything against LibTorch autograd in float64.
+using fused_truth::bound_ratio;
+
+torch::ScalarType torch_type(DType dtype) {
+  return dtype == DType::fp32   ? torch::kFloat
+         : dtype == DType::bf16 ? torch::kBFloat16
+                                : torch::kHalf;
+}
+// The rounding of an output of `dtype` (16-bit ones through fp32: both roundings).
+double out_u(DType dtype) {
+  if (dtype == DType::fp32) return fused_truth::kU32;
+  return (dtype == DType::bf16 ? fused_truth::kU16 : fused_truth::kUHalf) + fused_truth::kU32;
+}
+torch::Tensor wide(const torch::Tensor& t) {
+  return t.to(torch::kDouble);
+}
+
+constexpr float kEps = 1e-5f;
+struct Shape {
+  int64_t rows, hidden;
+};
+constexpr Shape kShapes[] = {{9, 64}, {5, 67}};
+
+// Checks outputs against their truth and keeps the largest ratio of error to bound, printed
+// at the end of each test: how close the derived bounds come to the errors seen.
+struct BoundCheck {
+  const char* op;
+  double worst = 0;
+  void operator()(const torch::Tensor& got, const fused_truth::Truth& truth, DType dtype,
+                  bool fp32_output, const char* what, const Shape& s) {
+    // An output of the tested dtype may be an fp16 subnormal; fp32 outputs never are here.
+    const double ratio =
+        bound_ratio(got, truth, dtype == DType::fp16 && !fp32_output ? 0x1p-25 : 0.0);
+    worst = std::max(worst, ratio);
+    EXPECT_LE(ratio, 1.0) << what << " dtype " << static_cast<int>(dtype) << " hidden " << s.hidden;
+  }
+  ~BoundCheck() { std::printf("%s: largest error %.3f of its bound\n", op, worst); }
+};
+#define EXPECT_WITHIN(got, truth, what) check(got, truth, dtype, false, what, s)
+#define EXPECT_WITHIN_FP32(got, truth, what) check(got, truth, dtype, true, what, s)
+
+TEST(KernelReference, RmsNormMatchesTorchAutogradInFloat64) {
+  BoundCheck check{"rmsnorm"};
+  torch::manual_seed(7);
+  for (DType dtype : {DType::fp32, DType::bf16, DType::fp16})
+    for (Shape s : kShapes) {
+      const torch::ScalarType type = torch_type(dtype);
+      const torch::Tensor x = (torch::randn({s.rows, s.hidden}) * 2).to(type);
+      const torch::Tensor w = (1 + 0.3 * torch::randn({s.hidden})).to(type),
+                          dy = torch::randn({s.rows, s.hidden}).to(type);
+      torch::Tensor y = torch::empty_like(x), dx = torch::empty_like(x),
+                    rstd = torch::empty({s.rows}), dw = torch::empty({s.hidden});
+      rmsnorm_forward_reference(x.data_ptr(), w.data_ptr(), dtype, s.rows, s.hidden, kEps,
+                                y.data_ptr(), rstd.data_ptr<float>());
+      rmsnorm_backward_reference(dy.data_ptr(), x.data_ptr(), w.data_ptr(), rstd.data_ptr<float>(),
+                                 dtype, s.rows, s.hidden, dx.data_ptr(), dw.data_ptr<float>());
+      const fused_truth::NormTruth t = fused_truth::rmsnorm_truth(wide(x), wide(w), wide(dy), kEps,
+                                                                  out_u(dtype), fused_truth::kU32);
+      EXPECT_WITHIN(y, t.y, "y");
+      EXPECT_WITHIN_FP32(rstd, t.rstd, "rstd");
+      EXPECT_WITHIN(dx, t.dx, "dx");
+      EXPECT_WITHIN_FP32(dw, t.dweight, "dweight");
+    }
+}
+
+// The sum is one IEEE fp32 addition rounded to dtype, as LibTorch's own add: bit for bit.
+TEST(KernelReference, AddRmsNormIsTheAddThenRmsNorm) {
+  BoundCheck check{"add_rmsnorm"};
+  torch::manual_seed(11);
+  for (DType dtype : {DType::fp32, DType::bf16, DType::fp16})
+    for (Shape s : kShapes) {
+      const torch::ScalarType type = torch_type(dtype);
+      const torch::Tensor x = torch::randn({s.rows, s.hidden}).to(type),
+                          res = (torch::randn({s.rows, s.hidden}) * 2).to(type);
+      const torch::Tensor w = (1 + 0.3 * torch::randn({s.hidden})).to(type);
+      torch::Tensor sum = torch::empty_like(x), y = torch::empty_like(x),
+                    rstd = torch::empty({s.rows});
+      add_rmsnorm_forward_reference(x.data_ptr(), res.data_ptr(), w.data_ptr(), dtype, s.rows,
+                                    s.hidden, kEps, sum.data_ptr(), y.data_ptr(),
+                                    rstd.data_ptr<float>());
+      EXPECT_TRUE(torch::equal(sum, x + res));
+      const fused_truth::NormTruth t = fused_truth::rmsnorm_truth(
+          wide(x + res), wide(w), torch::ones({s.rows, s.hidden}, torch::kDouble), kEps,
+          out_u(dtype), fused_truth::kU32);
+      EXPECT_WITHIN(y, t.y, "y");
+      EXPECT_WITHIN_FP32(rstd, t.rstd, "rstd");
+    }
+}
+
+TEST(KernelReference, LayerNormMatchesTorchAutogradInFloat64) {
+  BoundCheck check{"layernorm"};
+  torch::manual_seed(8);
+  for (DType dtype : {DType::fp32, DType::bf16, DType::fp16})
+    for (Shape s : kShapes) {
+      const torch::ScalarType type = torch_type(dtype);
+      const torch::Tensor x = (torch::randn({s.rows, s.hidden}) * 2 + 0.5).to(type);
+      const torch::Tensor w = (1 + 0.3 * torch::randn({s.hidden})).to(type),
+                          b = (0.1 * torch::randn({s.hidden})).to(type);
+      const torch::Tensor dy = torch::randn({s.rows, s.hidden}).to(type);
+      torch::Tensor y = torch::empty_like(x), dx = torch::empty_like(x),
+                    mean = torch::empty({s.rows}), rstd = torch::empty({s.rows}),
+                    dw = torch::empty({s.hidden}), db = torch::empty({s.hidden});
+      layernorm_forward_reference(x.data_ptr(), w.data_ptr(), b.data_ptr(), dtype, s.rows, s.hidden,
+                                  kEps, y.data_ptr(), mean.data_ptr<float>(),
+                                  rstd.data_ptr<float>());
+      layernorm_backward_reference(
+          dy.data_ptr(), x.data_ptr(), w.data_ptr(), mean.data_ptr<float>(), rstd.data_ptr<float>(),
+          dtype, s.rows, s.hidden, dx.data_ptr(), dw.data_ptr<float>(), db.data_ptr<float>());
+      const fused_truth::NormTruth t = fused_truth::layernorm_truth(
+          wide(x), wide(w), wide(b), wide(dy), kEps, out_u(dtype), fused_truth::kU32);
+      EXPECT_WITHIN(y, t.y, "y");
+      EXPECT_WITHIN_FP32(mean, t.mean, "mean");
+      EXPECT_WITHIN_FP32(rstd, t.rstd, "rstd");
+      EXPECT_WITHIN(dx, t.dx, "dx");
+      EXPECT_WITHIN_FP32(dw, t.dweight, "dweight");
+      EXPECT_WITHIN_FP32(db, t.dbias, "dbias");
+    }
+}
+
+TEST(KernelReference, BiasGeluMatchesTorchTanhGeluInFloat64) {
+  BoundCheck check{"bias_gelu"};
+  torch::manual_seed(9);
+  for (DType dtype : {DType::fp32, DType::bf16, DType::fp16})
+    for (Shape s : kShapes) {
+      const torch::ScalarType type = torch_type(dtype);
+      const torch::Tensor x = (torch::randn({s.rows, s.hidden}) * 2).to(type);
+      const torch::Tensor b = (0.5 * torch::randn({s.hidden})).to(type),
+                          dy = torch::randn({s.rows, s.hidden}).to(type);
+      torch::Tensor y = torch::empty_like(x), dx = torch::empty_like(x),
+                    db = torch::empty({s.hidden});
+      bias_gelu_forward_reference(x.data_ptr(), b.data_ptr(), dtype, s.rows, s.hidden,
+                                  y.data_ptr());
+      bias_gelu_backward_reference(dy.data_ptr(), x.data_ptr(), b.data_ptr(), dtype, s.rows,
+                                   s.hidden, dx.data_ptr(), db.data_ptr<float>());
+      const fused_truth::ActivationTruth t =
+          fused_truth::bias_gelu_truth(wide(x), wide(b), wide(dy), out_u(dtype), fused_truth::kU32);
+      EXPECT_WITHIN(y, t.y, "y");
+      EXPECT_WITHIN(dx, t.dx, "dx");
+      EXPECT_WITHIN_FP32(db, t.dbias, "dbias");
+    }
+}
+
+TEST(KernelReference, SwigluMatchesTorchSiluTimesUpInFloat64) {
+  BoundCheck check{"swiglu"};
+  torch::manual_seed(10);
+  for (DType dtype : {DType::fp32, DType::bf16, DType::fp16})
+    for (Shape s : kShapes) {
+      const torch::ScalarType type = torch_type(dtype);
+      const int64_t n = s.rows * s.hidden;
+      const torch::Tensor gate = (torch::randn({n}) * 3).to(type), up = torch::randn({n}).to(type),
+                          dy = torch::randn({n}).to(type);
+      torch::Tensor y = torch::empty_like(gate), dgate = torch::empty_like(gate),
+                    dup = torch::empty_like(gate);
+      swiglu_forward_reference(gate.data_ptr(), up.data_ptr(), dtype, n, y.data_ptr());
+      swiglu_backward_reference(dy.data_ptr(), gate.data_ptr(), up.data_ptr(), dtype, n,
+                                dgate.data_ptr(), dup.data_ptr());
+      const fused_truth::ActivationTruth t =
+          fused_truth::swiglu_truth(wide(gate), wide(up), wide(dy), out_u(dtype));
+      EXPECT_WITHIN(y, t.y, "y");
+      EXPECT_WITHIN(dgate, t.dx, "dgate");
+      EXPECT_WITHIN(dup, t.dup, "dup");
+    }
+}
+
+#undef EXPECT_WITHIN
+#undef EXPECT_WITHIN_FP32
 
 }  // namespace
 }  // namespace sextant::kernels
