@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "executor/fused_ops.h"
 #include "executor/layer_function.h"
 #include "executor/tp_ops.h"
 
@@ -48,14 +49,12 @@ torch::Tensor maybe_at(const ParamMap& p, const std::string& name) {
   return it == p.end() ? torch::Tensor() : it->second;
 }
 
+// Fused norms (executor/fused_ops.h): statistics in fp32 inside the kernel, input and
+// output in the working dtype (float64 under --fp64).
 torch::Tensor norm(const ParamMap& p, const std::string& prefix, const torch::Tensor& x, const ModelSpec& m) {
-  // Norms compute in fp32 at least, whatever the working dtype (no-op casts in fp32 and fp64).
-  const torch::ScalarType wide = at_least_fp32(x.scalar_type());
-  const torch::Tensor xf = x.to(wide), w = at(p, prefix + ".weight").to(wide);
   if (m.norm == NormKind::layernorm)
-    return torch::layer_norm(xf, {m.hidden_size}, w, at(p, prefix + ".bias").to(wide), m.norm_eps)
-        .to(x.scalar_type());
-  return (xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + m.norm_eps) * w).to(x.scalar_type());
+    return layer_norm(x, at(p, prefix + ".weight"), at(p, prefix + ".bias"), m.norm_eps);
+  return rms_norm(x, at(p, prefix + ".weight"), m.norm_eps);
 }
 
 torch::Tensor linear(const ParamMap& p, const std::string& name, const torch::Tensor& x) {
@@ -154,9 +153,10 @@ torch::Tensor attention(const ParamMap& p, const std::string& prefix, const torc
 
 torch::Tensor mlp(const ParamMap& p, const std::string& prefix, const torch::Tensor& h, const ModelContext& ctx) {
   torch::Tensor x = to_column_parallel(h, ctx);
+  // SwiGLU and bias+GELU fused (executor/fused_ops.h): one pass each way instead of three.
   torch::Tensor inner = ctx.model->mlp == MlpKind::swiglu
-                            ? torch::silu(linear(p, prefix + "gate", x)) * linear(p, prefix + "up", x)
-                            : torch::gelu(linear(p, prefix + "up", x), "tanh");
+                            ? swiglu(linear(p, prefix + "gate", x), linear(p, prefix + "up", x))
+                            : bias_gelu(torch::matmul(x, at(p, prefix + "up.weight").t()), maybe_at(p, prefix + "up.bias"));
   return row_parallel(p, prefix + "down", inner, ctx);
 }
 
