@@ -50,9 +50,12 @@ class Comm {
   virtual void reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output) {
     reduce_scatter(input, output);
   }
+  // An all-reduce (sum, in place) under the same rule: `tensor` stays untouched until
+  // wait_async(). MPI runs it at once; NCCL queues it on the communication stream.
+  virtual void all_reduce_async(torch::Tensor& tensor) { all_reduce(tensor); }
   virtual void wait_async() {}
-  // True when reduce_scatter_async returns before its result is ready (NCCL), so the
-  // caller must keep the output until wait_async(); false when it completes at once (MPI).
+  // True when the *_async calls return before their result is ready (NCCL), so the caller
+  // must keep their tensors until wait_async(); false when they complete at once (MPI).
   virtual bool defers_async() const { return false; }
 };
 

@@ -55,8 +55,10 @@ std::vector<ParamGroup*> Stage::make_groups(LayerKind kind, int64_t index) {
 void Stage::add_layer(Chunk& chunk, LayerKind kind, int64_t index) {
   std::vector<ParamGroup*> own = make_groups(kind, index);
   // Tied embeddings on one stage: the head multiplies by the embedding's own weight.
-  if (kind == LayerKind::head && model_.tied_embeddings && layout_.pp == 1) own.push_back(embedding_group_);
-  Layer layer{kind, {}, layout_.zero >= 2 ? std::make_unique<GroupSet>(own) : nullptr};
+  ParamGroup* borrowed =
+      kind == LayerKind::head && model_.tied_embeddings && layout_.pp == 1 ? embedding_group_ : nullptr;
+  // Every stage takes each layer's gradients after its backward (optimizer.h).
+  Layer layer{kind, {}, std::make_unique<GroupSet>(own, borrowed)};
   layer.run.sharded = layer.hooks.get();
   layer.run.recompute = kind == LayerKind::block && layout_.recompute == Recompute::full;
   if (kind == LayerKind::embedding)
@@ -91,6 +93,7 @@ double Stage::run_schedule(const torch::Tensor& tokens, double loss_scale) {
   std::map<std::pair<int64_t, int64_t>, Slot> slots;
   Comm& link = *comm_.pp;
   double loss_sum = 0;
+  for (auto& g : groups_) g->begin_step(m);
   const Schedule schedule = make_schedule(pp, layout_.vpp, m);
   for (const ScheduleOp& op : schedule.ops[static_cast<size_t>(stage)]) {
     const Chunk& chunk = chunks_[static_cast<size_t>(op.chunk)];
