@@ -182,10 +182,10 @@ void ParamGroup::finish_gradients() {
   reduction_started_ = false;
 }
 
-double ParamGroup::grad_square_sum(bool count_replicated_here) const {
-  if (tied_copy_ || (tp_replicated_ && !count_replicated_here)) return 0.0;
-  if (zero_ == 0 && dp_.rank() != 0) return 0.0;  // every dp rank holds the same sum
-  return square_sum(grad_);
+void ParamGroup::add_grad_square_sum(torch::Tensor& sum, bool count_replicated_here) const {
+  if (tied_copy_ || (tp_replicated_ && !count_replicated_here)) return;
+  if (zero_ == 0 && dp_.rank() != 0) return;  // every dp rank holds the same sum
+  sum += square_sum_on_device(grad_);
 }
 
 namespace {

@@ -75,8 +75,9 @@ class ParamGroup final : public ShardedParams {
   void finish_gradients();
   // The reduced gradient of the elements this rank updates (full for ZeRO-0).
   torch::Tensor& owned_grad() { return grad_; }
-  // Sum of squares of owned_grad() this rank contributes to the global norm.
-  double grad_square_sum(bool count_replicated_here) const;
+  // Adds the sum of squares of owned_grad() this rank contributes to the global norm to
+  // `sum` (a float64 scalar on the group's device; nothing is read back).
+  void add_grad_square_sum(torch::Tensor& sum, bool count_replicated_here) const;
   // AdamW on the owned elements with gradients scaled by clip_coef; ZeRO-1/2 all-gather.
   void step(const AdamConfig& config, double clip_coef, int64_t step);
   // Drops the reduced gradients without updating anything (a step skipped on overflow).

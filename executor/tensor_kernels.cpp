@@ -79,4 +79,27 @@ double square_sum(const torch::Tensor& tensor) {
   return tensor.pow(2).sum().item<double>();
 }
 
+torch::Tensor unscale_on_device(const std::vector<torch::Tensor>& tensors, float inv_scale) {
+  if (!tensors.empty() && on_gpu(tensors.front())) {
+#ifdef SEXTANT_HAVE_CUDA
+    torch::Tensor flag = torch::zeros({1}, tensors.front().options().dtype(torch::kInt));
+    kernels::unscale(spans(tensors), inv_scale, flag.data_ptr<int>(), /*stream=*/nullptr);
+    return flag.to(torch::kDouble).reshape({});
+#endif
+  }
+  return torch::tensor(unscale(tensors, inv_scale) ? 1.0 : 0.0, torch::kDouble);
+}
+
+// The CPU path rounds as square_sum does: summed in the tensor's dtype, then widened.
+torch::Tensor square_sum_on_device(const torch::Tensor& tensor) {
+  if (on_gpu(tensor)) {
+#ifdef SEXTANT_HAVE_CUDA
+    torch::Tensor sum = torch::zeros({1}, tensor.options().dtype(torch::kDouble));
+    kernels::square_sum(spans({tensor}), sum.data_ptr<double>(), /*stream=*/nullptr);
+    return sum.reshape({});
+#endif
+  }
+  return tensor.pow(2).sum().to(torch::kDouble);
+}
+
 }  // namespace sextant
