@@ -45,6 +45,54 @@ void print_summary(const nlohmann::json& s, std::ostream& out) {
   }
 }
 
+nlohmann::json number_or_null(double x) { return std::isnan(x) ? nlohmann::json() : nlohmann::json(x); }
+
+nlohmann::json breakdown_json(const RunComparison& r) {
+  const PredictedParts p = predicted_parts(r.predicted_time);
+  return {{"predicted", {{"forward_backward_s", p.forward_backward_s}, {"optimizer_s", p.optimizer_s},
+                         {"comm_wait_s", p.comm_wait_s}}},
+          {"measured", {{"forward_s", number_or_null(r.measured_forward_s)},
+                        {"backward_s", number_or_null(r.measured_backward_s)},
+                        {"optimizer_s", number_or_null(r.measured_optimizer_s)},
+                        {"comm_wait_s", number_or_null(r.measured_comm_wait_s)}}}};
+}
+
+// Where each run's step time went, measured (medians over its steps, as the step time)
+// beside the plan's predicted breakdown; "-" where the run's steps did not measure it.
+void print_breakdowns(const std::vector<RunComparison>& runs, std::ostream& out) {
+  out << "step breakdown (s): run  fwd meas  bwd meas  fwd+bwd pred/meas    err  optimizer pred/meas    err  "
+         "comm_wait pred/meas    err\n";
+  auto cell = [&](double x, int width) {
+    if (std::isnan(x))
+      out << std::setw(width) << "-";
+    else
+      out << std::setprecision(4) << std::setw(width) << x;
+  };
+  auto err = [&](double predicted, double measured) {
+    if (std::isnan(measured))
+      out << std::setw(7) << "-" << " ";
+    else
+      out << std::setprecision(1) << std::setw(7) << error_pct(predicted, measured) << "%";
+  };
+  for (const RunComparison& r : runs) {
+    const PredictedParts p = predicted_parts(r.predicted_time);
+    const double fwd_bwd = r.measured_forward_s + r.measured_backward_s;
+    out << std::fixed << std::setw(23) << r.run_id;
+    cell(r.measured_forward_s, 10);
+    cell(r.measured_backward_s, 10);
+    cell(p.forward_backward_s, 10);
+    cell(fwd_bwd, 9);
+    err(p.forward_backward_s, fwd_bwd);
+    cell(p.optimizer_s, 12);
+    cell(r.measured_optimizer_s, 9);
+    err(p.optimizer_s, r.measured_optimizer_s);
+    cell(p.comm_wait_s, 12);
+    cell(r.measured_comm_wait_s, 9);
+    err(p.comm_wait_s, r.measured_comm_wait_s);
+    out << "\n";
+  }
+}
+
 }  // namespace
 
 void add_compare_command(CLI::App& app, CompareOptions& o) {
@@ -89,7 +137,8 @@ void run_compare(const CompareOptions& o, std::ostream& out) {
                    {"tokens_per_s", {{"predicted", r.predicted_tokens_per_s}, {"measured", r.measured_tokens_per_s},
                                      {"error_pct", error(r.predicted_tokens_per_s, r.measured_tokens_per_s)}}},
                    {"peak_bytes", {{"predicted", r.predicted_peak_bytes}, {"measured", r.measured_peak_bytes},
-                                   {"error_pct", error(r.predicted_peak_bytes, r.measured_peak_bytes)}}}});
+                                   {"error_pct", error(r.predicted_peak_bytes, r.measured_peak_bytes)}}},
+                   {"breakdown", breakdown_json(r)}});
     out << j.dump(2) << "\n";
     return;
   }
@@ -118,6 +167,7 @@ void run_compare(const CompareOptions& o, std::ostream& out) {
           << error(calibrated, r.measured_step_time_s) << "%  " << role(r);
     out << "\n";
   }
+  if (!runs.empty()) print_breakdowns(runs, out);
   if (!runs.empty()) out << "cost model: " << runs.back().cost_model_version << "\n";
   for (const RunComparison& r : runs)
     if (r.status != RunStatus::finished)

@@ -20,6 +20,22 @@ void measure_steps(const std::vector<StepRecord>& steps, RunComparison& r) {
   if (times.empty()) return;
   r.measured_step_time_s = median_of(times);
   r.measured_tokens_per_s = r.predicted_tokens_per_s * r.predicted_step_time_s / r.measured_step_time_s;
+  // The parts: medians over the same steps, of the steps that measured them.
+  const std::pair<double StepRecord::*, double RunComparison::*> parts[] = {
+      {&StepRecord::forward_s, &RunComparison::measured_forward_s},
+      {&StepRecord::backward_s, &RunComparison::measured_backward_s},
+      {&StepRecord::optimizer_s, &RunComparison::measured_optimizer_s},
+      {&StepRecord::comm_wait_s, &RunComparison::measured_comm_wait_s}};
+  for (const auto& [from, to] : parts) {
+    std::vector<double> values;
+    for (size_t i = steps.size() > 1 ? 1 : 0; i < steps.size(); ++i)
+      if (!std::isnan(steps[i].*from)) values.push_back(steps[i].*from);
+    if (!values.empty()) r.*to = median_of(values);
+  }
+}
+
+PredictedParts predicted_parts(const TimeBreakdown& t) {
+  return {t.compute_s + t.tp_comm_s, t.optimizer_s, t.pp_p2p_s + t.bubble_s + t.dp_comm_s};
 }
 
 double error_pct(double predicted, double measured) {

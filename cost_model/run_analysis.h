@@ -4,6 +4,7 @@
 // that `compare` and `calibrate` print. Measurements are medians (cost_model/median.h).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -32,7 +33,20 @@ struct RunComparison {
   std::string profile;           // measured profile the prediction used, "" for the cluster description
   std::string figures;           // figures_source: that profile with its id, or the cluster
   CalibrationFeatures features;  // the prediction's breakdown, for calibration
+  TimeBreakdown predicted_time;  // the plan's predicted breakdown of a step
+  // Measured breakdown (StepRecord's parts), medians over the steps the step time uses;
+  // NaN where the run's steps did not measure it (stored before schema 6).
+  double measured_forward_s = NAN, measured_backward_s = NAN, measured_optimizer_s = NAN,
+         measured_comm_wait_s = NAN;
 };
+
+// The predicted breakdown in the measured one's terms: forward + backward is the compute
+// with its tp collectives (the executor times tp inside the layers), the comm wait is the
+// pipeline's p2p and bubble and the exposed dp communication.
+struct PredictedParts {
+  double forward_backward_s = 0, optimizer_s = 0, comm_wait_s = 0;
+};
+PredictedParts predicted_parts(const TimeBreakdown& time);
 
 // Fills the measured side from the run's steps: step time is the median over the steps
 // after the first (a warm-up; with one step, that step), tokens/s follows from it, the

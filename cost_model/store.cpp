@@ -79,6 +79,13 @@ const std::vector<const char*>& migrations() {
       UPDATE runs SET ended_at = created_at;
       CREATE INDEX runs_by_status ON runs(status);
       )sql",
+      // Each step's measured breakdown; NULL in steps stored before it was measured.
+      R"sql(
+      ALTER TABLE run_steps ADD COLUMN forward_s REAL;
+      ALTER TABLE run_steps ADD COLUMN backward_s REAL;
+      ALTER TABLE run_steps ADD COLUMN optimizer_s REAL;
+      ALTER TABLE run_steps ADD COLUMN comm_wait_s REAL;
+      )sql",
   };
   return steps;
 }
@@ -295,7 +302,8 @@ int64_t Store::begin_run(const RunStart& r) {
 void Store::append_step(int64_t run_id, const StepRecord& st) {
   write([&](SQLite::Database& db) {
     SQLite::Statement step(db,
-        "INSERT INTO run_steps (run_id, step, loss, step_time_s, tokens_per_s, mfu, peak_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)");
+        "INSERT INTO run_steps (run_id, step, loss, step_time_s, tokens_per_s, mfu, peak_bytes, forward_s, "
+        "backward_s, optimizer_s, comm_wait_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     step.bind(1, run_id);
     step.bind(2, st.step);
     step.bind(3, st.loss);
@@ -303,6 +311,13 @@ void Store::append_step(int64_t run_id, const StepRecord& st) {
     step.bind(5, st.tokens_per_s);
     step.bind(6, st.mfu);
     step.bind(7, st.peak_bytes);
+    int column = 8;
+    for (double part : {st.forward_s, st.backward_s, st.optimizer_s, st.comm_wait_s}) {
+      if (std::isnan(part))
+        step.bind(column++);  // NULL: not measured
+      else
+        step.bind(column++, part);
+    }
     step.exec();
     return run_id;
   });
@@ -337,7 +352,8 @@ std::vector<StoredRun> Store::runs() const {
   SQLite::Statement runs(*db_,
       "SELECT id, created_at, ended_at, status, error, plan_path, plan_json, data, world_size FROM runs ORDER BY id");
   SQLite::Statement steps(*db_,
-      "SELECT step, loss, step_time_s, tokens_per_s, mfu, peak_bytes FROM run_steps WHERE run_id = ? ORDER BY step");
+      "SELECT step, loss, step_time_s, tokens_per_s, mfu, peak_bytes, forward_s, backward_s, optimizer_s, comm_wait_s "
+      "FROM run_steps WHERE run_id = ? ORDER BY step");
   while (runs.executeStep()) {
     StoredRun r;
     r.id = runs.getColumn(0).getInt64();
@@ -350,9 +366,14 @@ std::vector<StoredRun> Store::runs() const {
     r.data = runs.getColumn(7).getString();
     r.world_size = runs.getColumn(8).getInt64();
     steps.bind(1, r.id);
-    while (steps.executeStep())
-      r.steps.push_back({steps.getColumn(0).getInt64(), steps.getColumn(1).getDouble(), steps.getColumn(2).getDouble(),
-                         steps.getColumn(3).getDouble(), steps.getColumn(4).getDouble(), steps.getColumn(5).getDouble()});
+    while (steps.executeStep()) {
+      StepRecord s{steps.getColumn(0).getInt64(), steps.getColumn(1).getDouble(), steps.getColumn(2).getDouble(),
+                   steps.getColumn(3).getDouble(), steps.getColumn(4).getDouble(), steps.getColumn(5).getDouble()};
+      double* parts[] = {&s.forward_s, &s.backward_s, &s.optimizer_s, &s.comm_wait_s};
+      for (int i = 0; i < 4; ++i)
+        if (!steps.getColumn(6 + i).isNull()) *parts[i] = steps.getColumn(6 + i).getDouble();
+      r.steps.push_back(s);
+    }
     steps.reset();
     out.push_back(std::move(r));
   }

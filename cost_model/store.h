@@ -4,6 +4,7 @@
 // transaction. The store keeps and returns records; their analysis lives in the planner.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -44,6 +45,9 @@ struct SearchRecord {
 struct StepRecord {
   int64_t step = 0;
   double loss = 0, step_time_s = 0, tokens_per_s = 0, mfu = 0, peak_bytes = 0;
+  // Where the step's time went on the ranks (their mean; executor/step_clock.h): NaN in
+  // steps stored before schema 6 measured it.
+  double forward_s = NAN, backward_s = NAN, optimizer_s = NAN, comm_wait_s = NAN;
 };
 
 enum class RunStatus { running, finished, failed, aborted };

@@ -170,4 +170,58 @@ CommGroups make_comm_groups(const ParallelLayout& layout) {
   });
 }
 
+void TimedComm::all_reduce(torch::Tensor& t) {
+  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  inner_->all_reduce(t);
+}
+void TimedComm::all_reduce_max(torch::Tensor& t) {
+  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  inner_->all_reduce_max(t);
+}
+void TimedComm::reduce_scatter(const torch::Tensor& in, torch::Tensor& out) {
+  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  inner_->reduce_scatter(in, out);
+}
+void TimedComm::all_gather(const torch::Tensor& in, torch::Tensor& out) {
+  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  inner_->all_gather(in, out);
+}
+void TimedComm::broadcast(torch::Tensor& t, int root) {
+  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  inner_->broadcast(t, root);
+}
+void TimedComm::send(const torch::Tensor& t, int peer, int tag) {
+  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  inner_->send(t, peer, tag);
+}
+void TimedComm::recv(torch::Tensor& t, int peer, int tag) {
+  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  inner_->recv(t, peer, tag);
+}
+void TimedComm::wait_sends() {
+  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  inner_->wait_sends();
+}
+void TimedComm::barrier() {
+  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  inner_->barrier();
+}
+void TimedComm::reduce_scatter_async(const torch::Tensor& in, torch::Tensor& out) {
+  PhaseScope wait(&clock_, StepPhase::comm_wait);  // blocks where the backend runs it at once (MPI)
+  inner_->reduce_scatter_async(in, out);
+}
+void TimedComm::all_reduce_async(torch::Tensor& t) {
+  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  inner_->all_reduce_async(t);
+}
+void TimedComm::wait_async() {
+  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  inner_->wait_async();
+}
+
+void time_comm_waits(CommGroups& groups, StepClock& clock) {
+  for (std::unique_ptr<Comm>* c : {&groups.world, &groups.dp, &groups.pp, &groups.embedding})
+    if (*c) *c = std::make_unique<TimedComm>(std::move(*c), clock);
+}
+
 }  // namespace sextant

@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include "cost_model/layout.h"
+#include "executor/step_clock.h"
 
 namespace sextant {
 
@@ -50,9 +51,12 @@ class Comm {
   virtual void reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output) {
     reduce_scatter(input, output);
   }
+  // An all-reduce (sum, in place) under the same rule: `tensor` stays untouched until
+  // wait_async(). MPI runs it at once; NCCL queues it on the communication stream.
+  virtual void all_reduce_async(torch::Tensor& tensor) { all_reduce(tensor); }
   virtual void wait_async() {}
-  // True when reduce_scatter_async returns before its result is ready (NCCL), so the
-  // caller must keep the output until wait_async(); false when it completes at once (MPI).
+  // True when the *_async calls return before their result is ready (NCCL), so the caller
+  // must keep their tensors until wait_async(); false when they complete at once (MPI).
   virtual bool defers_async() const { return false; }
 };
 
@@ -103,5 +107,36 @@ CommGroups make_comm_groups(const ParallelLayout& layout);
 // ranks sharing `color`, ordered by `key`; color -1 opts out (returns null).
 using CommSplit = std::function<std::unique_ptr<Comm>(int color, int key)>;
 CommGroups build_comm_groups(const ParallelLayout& layout, std::unique_ptr<Comm> world, const CommSplit& split);
+
+// A group whose calls count as comm waits of `clock` (executor/step_clock.h) for as long
+// as they block: the async starts return at once on NCCL, and their wait_async counts.
+class TimedComm final : public Comm {
+ public:
+  TimedComm(std::unique_ptr<Comm> inner, StepClock& clock) : inner_(std::move(inner)), clock_(clock) {}
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  void all_reduce(torch::Tensor& tensor) override;
+  void all_reduce_max(torch::Tensor& tensor) override;
+  void reduce_scatter(const torch::Tensor& input, torch::Tensor& output) override;
+  void all_gather(const torch::Tensor& input, torch::Tensor& output) override;
+  void broadcast(torch::Tensor& tensor, int root) override;
+  void send(const torch::Tensor& tensor, int peer, int tag) override;
+  void recv(torch::Tensor& tensor, int peer, int tag) override;
+  void wait_sends() override;
+  void barrier() override;
+  void reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output) override;
+  void all_reduce_async(torch::Tensor& tensor) override;
+  void wait_async() override;
+  bool defers_async() const override { return inner_->defers_async(); }
+
+ private:
+  std::unique_ptr<Comm> inner_;
+  StepClock& clock_;
+};
+
+// Times the waits of the dp, pp, embedding and world groups of `groups` on `clock`. The
+// tp collectives stay part of the forward and backward they sit in (the cost model counts
+// them there too, as tp_comm_s beside compute).
+void time_comm_waits(CommGroups& groups, StepClock& clock);
 
 }  // namespace sextant

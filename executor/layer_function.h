@@ -2,7 +2,7 @@
 //
 //   recompute: forward without keeping activations (only the inputs); backward runs the
 //              forward again with gradients on, then backpropagates through it.
-//   sharded:   ZeRO hooks (ShardedParams) run around the layer's forward and backward.
+//   sharded:   optimizer hooks (ShardedParams) run around the layer's forward and backward.
 //
 // Without either, the layer runs as plain autograd.
 #pragma once
@@ -14,9 +14,10 @@
 
 namespace sextant {
 
-// What ZeRO does around a layer: ZeRO-3 gathers the parameters before the layer's forward
-// and backward and releases them after; ZeRO-2 and 3 reduce-scatter the gradients as
-// soon as the layer's backward is done.
+// What the optimizer does around a layer: ZeRO-3 gathers the parameters before the
+// layer's forward and backward and releases them after; under every stage the gradients
+// are taken out of the parameters (summed in fp32, reduced over dp) as soon as the
+// layer's backward is done.
 class ShardedParams {
  public:
   virtual ~ShardedParams() = default;

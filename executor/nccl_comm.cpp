@@ -120,6 +120,13 @@ void NcclComm::reduce_scatter_async(const torch::Tensor& in, torch::Tensor& out)
   in_flight_.push_back(out);
 }
 
+void NcclComm::all_reduce_async(torch::Tensor& t) {
+  require_contiguous(t, "all_reduce_async");
+  comm_waits_for_compute();
+  NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t), ncclSum, comm_, stream_));
+  in_flight_.push_back(t);
+}
+
 void NcclComm::wait_async() {
   compute_waits_for_comm();
   in_flight_.clear();  // later compute-stream reuse of their memory is ordered after the wait

@@ -4,8 +4,8 @@
 // broadcasts; groups come from ncclCommSplit. Collectives run on the communicator's own
 // stream, ordered against compute with events: the communication stream waits for what
 // compute has queued so far, and compute waits for the collective before using its
-// result. reduce_scatter_async lets backward go on while gradients are reduced; the
-// compute stream waits for them only at wait_async().
+// result. reduce_scatter_async and all_reduce_async let backward go on while gradients
+// are reduced; the compute stream waits for them only at wait_async().
 //
 // "Compute" is the stream LibTorch's kernels run on: the legacy default stream unless
 // set_compute_stream is called (the executor never changes LibTorch's current stream).
@@ -47,6 +47,7 @@ class NcclComm final : public Comm {
   void wait_sends() override;
   void barrier() override;
   void reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output) override;
+  void all_reduce_async(torch::Tensor& tensor) override;
   void wait_async() override;
   bool defers_async() const override { return true; }
 

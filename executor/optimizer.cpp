@@ -45,7 +45,7 @@ ParamGroup::ParamGroup(std::vector<ParamSpec> specs, const std::vector<torch::Te
     working_ = mixed() ? flat_.to(working_dtype_) : flat_;
     point_params_at(working_);
   }
-  if (mixed() && zero_ < 2) accum_ = torch::zeros({padded_}, full.options());
+  if (zero_ == 1 && dp_size > 1) accum_ = torch::zeros({padded_}, full.options());
 }
 
 void ParamGroup::refresh_working_copy() {
@@ -81,6 +81,20 @@ torch::Tensor ParamGroup::flat_grads_of_params() const {
   return flat;
 }
 
+// No flat copy: each gradient (16-bit or not) is added into its slice in the master dtype.
+void ParamGroup::add_grads_into(torch::Tensor& flat) const {
+  int64_t offset = 0;
+  for (const torch::Tensor& p : params_) {
+    const int64_t n = p.numel();
+    if (p.grad().defined()) flat.narrow(0, offset, n).add_(p.grad().reshape({-1}));
+    offset += n;
+  }
+}
+
+void ParamGroup::release_grads() {
+  for (torch::Tensor& p : params_) p.mutable_grad() = torch::Tensor();
+}
+
 void ParamGroup::before_use() {
   if (zero_ != 3) return;
   torch::Tensor full = torch::empty({padded_}, shard_.options().dtype(working_dtype_));
@@ -94,51 +108,84 @@ void ParamGroup::after_use() {
     p.set_data(torch::empty({0}, shard_.options().dtype(working_dtype_)));
 }
 
+void ParamGroup::begin_step(int64_t micro_batches) {
+  micro_batches_ = micro_batches;
+  backwards_ = 0;
+  reduction_started_ = false;
+}
+
 void ParamGroup::after_backward() {
-  if (zero_ < 2) {
-    if (accum_.defined()) {  // 16-bit gradients are summed over micro-batches in fp32
-      accum_ += flat_grads_of_params();
-      for (torch::Tensor& p : params_) p.mutable_grad() = torch::Tensor();
-    }
-    return;
+  torch::NoGradGuard no_grad;
+  ++backwards_;
+  if (reduces_per_micro_batch()) {
+    reduce_scatter_micro_batch();
+  } else {
+    add_grads_into(accum_.defined() ? accum_ : grad_);
+    if (backwards_ == micro_batches_) start_reduction();  // overlaps the backward of the layers before
   }
-  // On NCCL the reduction of this layer's gradients overlaps the backward of the layers
-  // before it and is summed in finish_gradients; on MPI it is done at once.
-  torch::Tensor reduced = torch::empty_like(grad_);
-  dp_.reduce_scatter_async(flat_grads_of_params(), reduced);
-  if (dp_.defers_async())
-    pending_.push_back(reduced);
-  else
-    grad_ += reduced;
-  for (torch::Tensor& p : params_) p.mutable_grad() = torch::Tensor();
+  release_grads();
   after_use();
 }
 
-void ParamGroup::finish_gradients() {
-  if (zero_ >= 2) {  // reduced layer by layer; wait for the last ones and sum micro-batches
+// On NCCL the reduction of this layer's gradients overlaps the backward of the layers
+// before it; the previous micro-batch's is waited for and summed first, so one reduced
+// copy per group is in flight at most. On MPI it is done at once.
+void ParamGroup::reduce_scatter_micro_batch() {
+  torch::Tensor flat = flat_grads_of_params();
+  if (pending_.defined()) {
     dp_.wait_async();
-    for (const torch::Tensor& reduced : pending_) grad_ += reduced;
-    pending_.clear();
-    return;
+    grad_ += pending_;
+    pending_ = torch::Tensor();
   }
-  torch::Tensor flat = flat_grads_of_params();  // what no after_backward has moved yet
-  if (accum_.defined()) {
-    flat += accum_;
-    accum_.zero_();
-  }
-  if (zero_ == 0) {
-    dp_.all_reduce(flat);
-    grad_.copy_(flat);
-  } else {
-    dp_.reduce_scatter(flat, grad_);
-  }
-  for (torch::Tensor& p : params_) p.mutable_grad() = torch::Tensor();
+  torch::Tensor reduced = torch::empty_like(grad_);
+  dp_.reduce_scatter_async(flat, reduced);
+  if (dp_.defers_async())
+    pending_ = reduced;
+  else
+    grad_ += reduced;
 }
 
-double ParamGroup::grad_square_sum(bool count_replicated_here) const {
-  if (tied_copy_ || (tp_replicated_ && !count_replicated_here)) return 0.0;
-  if (zero_ == 0 && dp_.rank() != 0) return 0.0;  // every dp rank holds the same sum
-  return square_sum(grad_);
+void ParamGroup::start_reduction() {
+  if (reduction_started_ || dp_.size() == 1 || zero_ >= 2) return;
+  reduction_started_ = true;
+  if (zero_ == 0)
+    dp_.all_reduce_async(grad_);
+  else
+    dp_.reduce_scatter_async(accum_, grad_);
+}
+
+void ParamGroup::finish_gradients() {
+  torch::NoGradGuard no_grad;
+  // Gradients no after_backward has taken (a layer whose backward did not run here).
+  bool left_over = false;
+  for (const torch::Tensor& p : params_) left_over = left_over || p.grad().defined();
+  if (left_over) {
+    TORCH_CHECK(!reduction_started_, "gradients of ", specs_.front().name, " arrived after their reduction started");
+    if (reduces_per_micro_batch())
+      reduce_scatter_micro_batch();
+    else
+      add_grads_into(accum_.defined() ? accum_ : grad_);
+    release_grads();
+  }
+  if (reduces_per_micro_batch()) {
+    if (pending_.defined()) {
+      dp_.wait_async();
+      grad_ += pending_;
+      pending_ = torch::Tensor();
+    }
+  } else if (dp_.size() > 1) {
+    start_reduction();
+    dp_.wait_async();
+    if (accum_.defined()) accum_.zero_();
+  }
+  backwards_ = 0;
+  reduction_started_ = false;
+}
+
+void ParamGroup::add_grad_square_sum(torch::Tensor& sum, bool count_replicated_here) const {
+  if (tied_copy_ || (tp_replicated_ && !count_replicated_here)) return;
+  if (zero_ == 0 && dp_.rank() != 0) return;  // every dp rank holds the same sum
+  sum += square_sum_on_device(grad_);
 }
 
 namespace {
@@ -162,14 +209,16 @@ kernels::AdamWArgsOf<T> adam_args(const AdamConfig& c, double clip_coef, int64_t
 void ParamGroup::step(const AdamConfig& c, double clip_coef, int64_t step) {
   torch::NoGradGuard no_grad;
   // ZeRO-0 writes the whole working copy here; ZeRO-1/2 write their shard of it, then gather.
+  // At dp = 1 the shard is everything: the working copy is written in place, as for ZeRO-0.
   torch::Tensor working_out;
-  if (mixed() && zero_ < 3) working_out = zero_ == 0 ? working_ : torch::empty({shard_.numel()}, working_.options());
+  if (mixed() && zero_ < 3)
+    working_out = gathers_after_step() ? torch::empty({shard_.numel()}, working_.options()) : working_;
   if (master_dtype() == torch::kDouble)
     adamw_step(shard_, m_, v_, grad_, decay_, adam_args<double>(c, clip_coef, step));
   else
     adamw_step(shard_, m_, v_, grad_, decay_, adam_args<float>(c, clip_coef, step), working_out);
   grad_.zero_();
-  if (zero_ == 1 || zero_ == 2) {
+  if (gathers_after_step()) {
     torch::Tensor mine = working_out.defined() ? working_out : shard_.clone();  // MPI forbids aliasing
     dp_.all_gather(mine, working_);
   }
@@ -212,13 +261,16 @@ std::vector<torch::Tensor> ParamGroup::full_values() {
 }
 
 void GroupSet::before_use() {
-  for (ParamGroup* g : groups_) g->before_use();
+  for (ParamGroup* g : own_) g->before_use();
+  if (borrowed_) borrowed_->before_use();
 }
 void GroupSet::after_use() {
-  for (ParamGroup* g : groups_) g->after_use();
+  for (ParamGroup* g : own_) g->after_use();
+  if (borrowed_) borrowed_->after_use();
 }
 void GroupSet::after_backward() {
-  for (ParamGroup* g : groups_) g->after_backward();
+  for (ParamGroup* g : own_) g->after_backward();
+  if (borrowed_) borrowed_->after_use();
 }
 
 }  // namespace sextant

@@ -12,10 +12,23 @@
 //   ZeRO-3: as 2, and the parameters themselves are kept as shards, gathered for each
 //           layer's forward and backward and released after.
 //
+// Gradients leave the autograd leaves after every layer's backward, in every micro-batch
+// and under every stage (after_backward), and are summed in the master dtype:
+//   ZeRO-0, and any stage at dp = 1: straight into grad_ (full), each parameter's
+//     gradient added into its slice; the all-reduce of ZeRO-0 starts, asynchronously, as
+//     soon as the last micro-batch's backward of the group is done.
+//   ZeRO-1 (dp > 1): into a full accumulator accum_, reduce-scattered into grad_ in the same
+//     way after the last micro-batch.
+//   ZeRO-2/3 (dp > 1): a padded flat copy per micro-batch is reduce-scattered; at most one
+//     reduction per group is in flight (the previous one is waited for and summed before
+//     the next starts), so micro-batches' gradients never pile up.
+// At dp = 1 no collective runs and no flat copy is made: every stage costs what ZeRO-0 does.
+//
 // Mixed precision (working dtype bf16 or fp16): the flat buffers above hold the fp32
 // master weights; the model computes with a 16-bit working copy (the autograd leaves),
 // which the AdamW step writes (kernels/reference.h, the CPU twin of the CUDA kernel) and
-// ZeRO-1/2 all-gather in 16 bits. Gradients are accumulated and reduced in fp32.
+// ZeRO-1/2 all-gather in 16 bits. Gradients are accumulated and reduced in fp32: a
+// micro-batch's 16-bit gradients are only ever summed within that micro-batch.
 // Under `execute --fp64` (working dtype fp64) everything above is float64 instead: master
 // weights, m, v and gradients, with no separate working copy.
 #pragma once
@@ -52,16 +65,19 @@ class ParamGroup final : public ShardedParams {
 
   void before_use() override;      // ZeRO-3: gather
   void after_use() override;       // ZeRO-3: release
-  // ZeRO-2/3: reduce-scatter into the shard (3: then release); 16-bit ZeRO-0/1: move the
-  // micro-batch's gradients into the fp32 accumulator.
+  // Moves this micro-batch's gradients out of the parameters (see the top of the file);
+  // after the last micro-batch's, ZeRO-0/1 start their reduction. ZeRO-3: then release.
   void after_backward() override;
 
-  // After the last micro-batch: ZeRO-0/1 reduce the accumulated gradients over dp.
+  // Before a step's first micro-batch: how many there are (after_backward counts them).
+  void begin_step(int64_t micro_batches);
+  // After the last micro-batch: waits for (or, if not started, runs) the reduction over dp.
   void finish_gradients();
   // The reduced gradient of the elements this rank updates (full for ZeRO-0).
   torch::Tensor& owned_grad() { return grad_; }
-  // Sum of squares of owned_grad() this rank contributes to the global norm.
-  double grad_square_sum(bool count_replicated_here) const;
+  // Adds the sum of squares of owned_grad() this rank contributes to the global norm to
+  // `sum` (a float64 scalar on the group's device; nothing is read back).
+  void add_grad_square_sum(torch::Tensor& sum, bool count_replicated_here) const;
   // AdamW on the owned elements with gradients scaled by clip_coef; ZeRO-1/2 all-gather.
   void step(const AdamConfig& config, double clip_coef, int64_t step);
   // Drops the reduced gradients without updating anything (a step skipped on overflow).
@@ -76,6 +92,12 @@ class ParamGroup final : public ShardedParams {
 
  private:
   torch::Tensor flat_grads_of_params() const;
+  void add_grads_into(torch::Tensor& flat) const;  // each parameter's gradient into its slice
+  void release_grads();
+  void reduce_scatter_micro_batch();  // ZeRO-2/3 at dp > 1
+  void start_reduction();             // ZeRO-0/1 at dp > 1, after the last micro-batch
+  bool reduces_per_micro_batch() const { return zero_ >= 2 && dp_.size() > 1; }
+  bool gathers_after_step() const { return (zero_ == 1 || zero_ == 2) && dp_.size() > 1; }
   void point_params_at(const torch::Tensor& flat);
   // Master weights, m, v and gradients: fp32, or fp64 under --fp64.
   torch::ScalarType master_dtype() const { return at_least_fp32(working_dtype_); }
@@ -93,22 +115,29 @@ class ParamGroup final : public ShardedParams {
   torch::Tensor flat_;     // ZeRO 0-2: every master value; ZeRO-3: undefined
   torch::Tensor shard_;    // the owned master elements (a view of flat_ for ZeRO 0-2)
   torch::Tensor working_;  // ZeRO 0-2: what the parameters view (flat_ itself in fp32)
-  torch::Tensor accum_;    // 16-bit ZeRO 0-1: fp32 gradient sum over micro-batches
-  std::vector<torch::Tensor> pending_;  // ZeRO 2-3 on NCCL: reduce-scatters started, not yet summed
+  torch::Tensor accum_;    // ZeRO-1 at dp > 1: the full gradient sum over micro-batches
+  torch::Tensor pending_;  // ZeRO 2-3 on NCCL: the one reduce-scatter started, not yet summed
+  int64_t micro_batches_ = 0, backwards_ = 0;  // of this step: expected, seen by after_backward
+  bool reduction_started_ = false;
   torch::Tensor grad_, m_, v_, decay_;
 };
 
-// Several groups behaving as one around a layer (a layer's two groups, or the head with
-// the word embedding it shares when embeddings are tied on one stage).
+// Several groups behaving as one around a layer: the layer's own groups, and a borrowed
+// one (the word embedding the head shares when embeddings are tied on one stage), which
+// is gathered and released with them but whose gradients are taken by its own layer, so
+// each group's after_backward runs once per micro-batch and the head's and embedding's
+// contributions are summed by autograd, as in a plain graph.
 class GroupSet final : public ShardedParams {
  public:
-  explicit GroupSet(std::vector<ParamGroup*> groups) : groups_(std::move(groups)) {}
+  explicit GroupSet(std::vector<ParamGroup*> own, ParamGroup* borrowed = nullptr)
+      : own_(std::move(own)), borrowed_(borrowed) {}
   void before_use() override;
   void after_use() override;
   void after_backward() override;
 
  private:
-  std::vector<ParamGroup*> groups_;
+  std::vector<ParamGroup*> own_;
+  ParamGroup* borrowed_ = nullptr;
 };
 
 }  // namespace sextant

@@ -55,8 +55,12 @@ std::vector<ParamGroup*> Stage::make_groups(LayerKind kind, int64_t index) {
 void Stage::add_layer(Chunk& chunk, LayerKind kind, int64_t index) {
   std::vector<ParamGroup*> own = make_groups(kind, index);
   // Tied embeddings on one stage: the head multiplies by the embedding's own weight.
-  if (kind == LayerKind::head && model_.tied_embeddings && layout_.pp == 1) own.push_back(embedding_group_);
-  Layer layer{kind, {}, layout_.zero >= 2 ? std::make_unique<GroupSet>(own) : nullptr};
+  ParamGroup* borrowed =
+      kind == LayerKind::head && model_.tied_embeddings && layout_.pp == 1 ? embedding_group_ : nullptr;
+  // Every stage takes each layer's gradients after its backward (optimizer.h).
+  Layer layer;
+  layer.kind = kind;
+  layer.hooks = std::make_unique<GroupSet>(own, borrowed);
   layer.run.sharded = layer.hooks.get();
   layer.run.recompute = kind == LayerKind::block && layout_.recompute == Recompute::full;
   if (kind == LayerKind::embedding)
@@ -77,7 +81,7 @@ torch::Tensor Stage::forward_chunk(const Chunk& chunk, const torch::Tensor& inpu
   return x;
 }
 
-double Stage::run_schedule(const torch::Tensor& tokens, double loss_scale) {
+torch::Tensor Stage::run_schedule(const torch::Tensor& tokens, double loss_scale, StepClock* clock) {
   const int64_t pp = layout_.pp, chunks = pp * layout_.vpp, m = tokens.size(0);
   const int64_t stage = comm_.coord.pp, seq = model_.seq_len;
   const int64_t seq_local = layout_.sequence_parallel ? seq / layout_.tp : seq;
@@ -90,12 +94,14 @@ double Stage::run_schedule(const torch::Tensor& tokens, double loss_scale) {
   };
   std::map<std::pair<int64_t, int64_t>, Slot> slots;
   Comm& link = *comm_.pp;
-  double loss_sum = 0;
+  torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+  for (auto& g : groups_) g->begin_step(m);
   const Schedule schedule = make_schedule(pp, layout_.vpp, m);
   for (const ScheduleOp& op : schedule.ops[static_cast<size_t>(stage)]) {
     const Chunk& chunk = chunks_[static_cast<size_t>(op.chunk)];
     const int64_t g = op.chunk * pp + stage;
     Slot& slot = slots[{op.micro_batch, op.chunk}];
+    const PhaseScope phase(clock, op.op == PipeOp::forward ? StepPhase::forward : StepPhase::backward);
     if (op.op == PipeOp::forward) {
       const torch::Tensor sample = tokens[op.micro_batch];
       if (chunk.spec.embedding) {
@@ -108,7 +114,7 @@ double Stage::run_schedule(const torch::Tensor& tokens, double loss_scale) {
       slot.output = forward_chunk(chunk, slot.input, sample.narrow(1, 1, seq));
       if (chunk.spec.head) {
         slot.output = slot.output * loss_scale;
-        loss_sum += slot.output.item<double>();
+        loss_sum += slot.output.detach().to(torch::kDouble).reshape({});
       } else {
         link.send(slot.output.detach().contiguous(), static_cast<int>((g + 1) % pp), tag(op.micro_batch, g + 1, 0));
       }

@@ -17,6 +17,7 @@
 #include "executor/layer_function.h"
 #include "executor/model.h"
 #include "executor/optimizer.h"
+#include "executor/step_clock.h"
 
 namespace sextant {
 
@@ -28,8 +29,10 @@ class Stage {
 
   // Forward and backward of every micro-batch of one step. tokens: [m, b, s + 1] for this
   // dp rank. Each micro-batch's summed token loss is scaled by loss_scale before backward.
-  // Returns the sum of the scaled losses computed here (last stage), else 0.
-  double run_schedule(const torch::Tensor& tokens, double loss_scale);
+  // Returns the sum of the scaled losses computed here (last stage), else 0, as a float64
+  // scalar on the device: nothing is read back to the host inside the step.
+  // `clock` (optional) is told which ops are forward and which backward.
+  torch::Tensor run_schedule(const torch::Tensor& tokens, double loss_scale, StepClock* clock = nullptr);
 
   std::vector<std::unique_ptr<ParamGroup>>& groups() { return groups_; }
   // Groups holding the word embedding on the first and last stage (tied, pp > 1).

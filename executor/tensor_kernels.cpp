@@ -68,20 +68,7 @@ bool unscale(const std::vector<torch::Tensor>& tensors, float inv_scale) {
   return kernels::unscale_reference(spans(tensors), inv_scale);
 }
 
-double square_sum(const torch::Tensor& tensor) {
-  if (on_gpu(tensor)) {
-#ifdef SEXTANT_HAVE_CUDA
-    const std::vector<kernels::TensorSpan> one = spans({tensor});
-    torch::Tensor sum = torch::zeros({1}, tensor.options().dtype(torch::kDouble));
-    torch::Tensor workspace =
-        torch::empty({kernels::multi_tensor_chunks(one)}, tensor.options().dtype(torch::kDouble));
-    kernels::square_sum(one, sum.data_ptr<double>(), workspace.data_ptr<double>(),
-                        /*stream=*/nullptr);
-    return sum.item<double>();
-#endif
-  }
-  return tensor.pow(2).sum().item<double>();
-}
+double square_sum(const torch::Tensor& tensor) { return square_sum_on_device(tensor).item<double>(); }
 
 CrossEntropyPartial ce_forward_partial(const torch::Tensor& logits, const torch::Tensor& targets, int64_t vocab_start) {
   TORCH_CHECK(logits.dim() == 2 && logits.is_contiguous() && targets.scalar_type() == torch::kLong &&
@@ -154,6 +141,32 @@ torch::Tensor ce_backward(const torch::Tensor& logits, const torch::Tensor& targ
                                  global_max.data_ptr<float>(), sum_exp.data_ptr<float>(), g.data_ptr<float>(),
                                  dlogits.data_ptr());
   return dlogits;
+}
+
+torch::Tensor unscale_on_device(const std::vector<torch::Tensor>& tensors, float inv_scale) {
+  if (!tensors.empty() && on_gpu(tensors.front())) {
+#ifdef SEXTANT_HAVE_CUDA
+    torch::Tensor flag = torch::zeros({1}, tensors.front().options().dtype(torch::kInt));
+    kernels::unscale(spans(tensors), inv_scale, flag.data_ptr<int>(), /*stream=*/nullptr);
+    return flag.to(torch::kDouble).reshape({});
+#endif
+  }
+  return torch::tensor(unscale(tensors, inv_scale) ? 1.0 : 0.0, torch::kDouble);
+}
+
+// Summed in the tensor's dtype on the CPU, then widened (what square_sum returns).
+torch::Tensor square_sum_on_device(const torch::Tensor& tensor) {
+  if (on_gpu(tensor)) {
+#ifdef SEXTANT_HAVE_CUDA
+    const std::vector<kernels::TensorSpan> one = spans({tensor});
+    torch::Tensor sum = torch::zeros({1}, tensor.options().dtype(torch::kDouble));
+    torch::Tensor workspace =
+        torch::empty({kernels::multi_tensor_chunks(one)}, tensor.options().dtype(torch::kDouble));
+    kernels::square_sum(one, sum.data_ptr<double>(), workspace.data_ptr<double>(), /*stream=*/nullptr);
+    return sum.reshape({});
+#endif
+  }
+  return tensor.pow(2).sum().to(torch::kDouble);
 }
 
 }  // namespace sextant

@@ -28,6 +28,12 @@ bool unscale(const std::vector<torch::Tensor>& tensors, float inv_scale);
 // Σ x² over a contiguous fp32 (or, on the CPU, fp64) tensor.
 double square_sum(const torch::Tensor& tensor);
 
+// The same two without reading anything back: results stay float64 scalars on the tensors'
+// device, for the trainer to read once per step (one host sync instead of one per group).
+// unscale_on_device returns 1 if any element is inf or NaN, else 0.
+torch::Tensor unscale_on_device(const std::vector<torch::Tensor>& tensors, float inv_scale);
+torch::Tensor square_sum_on_device(const torch::Tensor& tensor);
+
 // The vocab-parallel cross-entropy of kernels/reference.h on tensors: logits [tokens,
 // vocab_local] contiguous in fp32/bf16/fp16, targets [tokens] int64, every statistic fp32
 // [tokens]. One pass over the logits forward and one backward, whatever the dtype.

@@ -35,6 +35,7 @@ struct StepStats {
   double loss = 0, step_time_s = 0, peak_bytes = 0, grad_norm = 0;
   bool skipped = false;
   double loss_scale = 1;
+  StepTimes parts;  // the ranks' mean
 };
 
 // A deliberate failure for the failure tests: SEXTANT_FAULT="kill:RANK:STEP" makes that
@@ -68,7 +69,7 @@ torch::ScalarType working_dtype(Precision precision, const std::string& plan_pat
 
 OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& groups,
                                    const std::vector<ParamGroup*>& tied, CommGroups& comm, LossScaler& scaler,
-                                   const AdamConfig& adam, int64_t step, double local_loss) {
+                                   const AdamConfig& adam, int64_t step, const torch::Tensor& local_loss) {
   const ParallelLayout& l = comm.layout;
   for (auto& g : groups) g->finish_gradients();
   for (auto& g : groups)
@@ -76,28 +77,30 @@ OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& gro
   for (ParamGroup* g : tied) comm.embedding->all_reduce(g->owned_grad());
 
   OptimizerStepResult out;
-  if (scaler.dynamic()) {  // unscale, and skip everywhere if any rank saw inf or NaN
+  const auto scalar = torch::TensorOptions().dtype(torch::kDouble).device(local_loss.device());
+  torch::Tensor overflowed = torch::zeros({}, scalar);
+  if (scaler.dynamic()) {  // unscale; any rank's inf or NaN skips the step everywhere
     std::vector<torch::Tensor> grads;
     for (auto& g : groups) grads.push_back(g->owned_grad());
-    const bool found = unscale(grads, static_cast<float>(1.0 / scaler.scale()));
-    torch::Tensor any = torch::tensor({found ? 1.0 : 0.0}, torch::kDouble);
-    comm.world->all_reduce_max(any);
-    out.skipped = any.item<double>() > 0;
-    scaler.update(out.skipped);
+    overflowed = unscale_on_device(grads, static_cast<float>(1.0 / scaler.scale())).to(scalar.device());
   }
-  double local_sq = 0;
-  if (!out.skipped)
-    for (auto& g : groups) local_sq += g->grad_square_sum(comm.coord.tp == 0);
-  torch::Tensor sums = torch::tensor({local_sq, comm.last_stage() && comm.coord.tp == 0 ? local_loss : 0.0},
-                                     torch::kDouble);
+  // Summed whether or not the step is skipped (then unused): one reduction, one read-back.
+  torch::Tensor square_sum = torch::zeros({}, scalar);
+  for (auto& g : groups) g->add_grad_square_sum(square_sum, comm.coord.tp == 0);
+  const bool counts_loss = comm.last_stage() && comm.coord.tp == 0;
+  torch::Tensor sums = torch::stack({square_sum, counts_loss ? local_loss : torch::zeros({}, scalar), overflowed});
   comm.world->all_reduce(sums);
-  out.loss = sums[1].item<double>();
+  const torch::Tensor host = sums.to(torch::kCPU);
+  const double* summed = host.data_ptr<double>();
+  out.loss = summed[1];
+  out.skipped = summed[2] > 0;
+  if (scaler.dynamic()) scaler.update(out.skipped);
   if (out.skipped) {
     for (auto& g : groups) g->skip_step();
     out.grad_norm = std::numeric_limits<double>::quiet_NaN();
     return out;
   }
-  out.grad_norm = std::sqrt(sums[0].item<double>());
+  out.grad_norm = std::sqrt(summed[0]);
   const double clip = std::min(1.0, adam.max_grad_norm / (out.grad_norm + 1e-6));
   for (auto& g : groups) g->step(adam, clip, step + 1);
   return out;
@@ -123,7 +126,7 @@ CommGroups make_gpu_comm_groups(const ParallelLayout& layout, int device) {
 }
 
 StepStats train_step(Stage& stage, CommGroups& comm, const PlanFile& plan, const TokenSource& source, int64_t step,
-                     const AdamConfig& adam, LossScaler& scaler, torch::Device device) {
+                     const AdamConfig& adam, LossScaler& scaler, torch::Device device, StepClock& clock) {
   const ParallelLayout& l = plan.layout;
   const int64_t batch = plan.job.global_batch, seq = plan.model.seq_len, per_replica = batch / l.dp;
   comm.world->barrier();
@@ -131,18 +134,30 @@ StepStats train_step(Stage& stage, CommGroups& comm, const PlanFile& plan, const
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
   reset_peak(device_index);
   const auto start = std::chrono::steady_clock::now();
+  clock.start();
   torch::Tensor tokens = load_samples(source, step * batch + comm.coord.dp * per_replica, per_replica, seq)
                              .view({l.grad_accum, l.micro_batch, seq + 1})
                              .to(device);
   const double scale = scaler.scale();
-  const double local_loss = stage.run_schedule(tokens, scale / static_cast<double>(batch * seq)) / scale;
-  const OptimizerStepResult r = optimizer_step(stage.groups(), stage.tied_groups(), comm, scaler, adam, step, local_loss);
+  const torch::Tensor local_loss =
+      stage.run_schedule(tokens, scale / static_cast<double>(batch * seq), &clock) / scale;
+  OptimizerStepResult r;
+  {
+    const PhaseScope phase(&clock, StepPhase::optimizer);
+    r = optimizer_step(stage.groups(), stage.tied_groups(), comm, scaler, adam, step, local_loss);
+  }
+  const StepTimes t = clock.finish();
 
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   torch::Tensor maxes = torch::tensor({elapsed, static_cast<double>(peak_bytes(device_index))}, torch::kDouble);
   comm.world->all_reduce_max(maxes);
-  return {r.loss, maxes[0].item<double>(), maxes[1].item<double>(), r.grad_norm, r.skipped, scaler.scale()};
+  torch::Tensor parts = torch::tensor({t.forward_s, t.backward_s, t.optimizer_s, t.comm_wait_s}, torch::kDouble);
+  comm.world->all_reduce(parts);
+  parts /= static_cast<double>(comm.world->size());
+  StepStats s{r.loss, maxes[0].item<double>(), maxes[1].item<double>(), r.grad_norm, r.skipped, scaler.scale(), {}};
+  s.parts = {parts[0].item<double>(), parts[1].item<double>(), parts[2].item<double>(), parts[3].item<double>()};
+  return s;
 }
 
 NamedTensors stage_state(Stage& stage) {
@@ -251,7 +266,9 @@ class RunRecorder {
     if (store_) store_->append_step(run_id_, r);  // a killed run keeps every step it finished
     nlohmann::json line = {{"step", r.step}, {"loss", r.loss}, {"step_time_s", r.step_time_s},
                            {"tokens_per_s", r.tokens_per_s}, {"mfu", r.mfu}, {"peak_bytes", r.peak_bytes},
-                           {"grad_norm", skipped ? nlohmann::json() : nlohmann::json(grad_norm)}};
+                           {"grad_norm", skipped ? nlohmann::json() : nlohmann::json(grad_norm)},
+                           {"forward_s", r.forward_s}, {"backward_s", r.backward_s}, {"optimizer_s", r.optimizer_s},
+                           {"comm_wait_s", r.comm_wait_s}};
     if (scaler.dynamic()) {
       line["loss_scale"] = scaler.scale();
       line["skipped"] = skipped;
@@ -325,6 +342,8 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
   torch::set_num_threads(1);  // one core per rank
   const ParallelLayout& l = plan.layout;
   CommGroups comm = device.is_cuda() ? make_gpu_comm_groups(l, device.index()) : make_comm_groups(l);
+  StepClock clock(device);
+  time_comm_waits(comm, clock);  // before the stage's groups keep references to them
   Stage stage(plan.model, l, plan.partition, comm, o.seed, dtype, device, plan.job.flash_attention);
   LossScaler scaler(plan.job.precision == Precision::fp16);
   nlohmann::json identity = {{"layout", layout_to_json(l)},
@@ -350,14 +369,15 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
   try {
     for (int64_t step = first; step < o.steps; ++step) {
       maybe_inject_fault(world_rank, step);
-      const StepStats s = train_step(stage, comm, plan, *source, step, adam, scaler, device);
+      const StepStats s = train_step(stage, comm, plan, *source, step, adam, scaler, device, clock);
       if (s.skipped && world_rank == 0)
         log << "step " << step << "  skipped: gradients overflowed; loss scale now " << s.loss_scale << std::endl;
       if (!s.skipped && !std::isfinite(s.loss))
         throw TrainingError("loss is " + std::to_string(s.loss) + " at step " + std::to_string(step));
       if (recorder)
         recorder->step({step, s.loss, s.step_time_s, tokens_per_step / s.step_time_s,
-                        flops_per_step / s.step_time_s / peak, s.peak_bytes},
+                        flops_per_step / s.step_time_s / peak, s.peak_bytes, s.parts.forward_s, s.parts.backward_s,
+                        s.parts.optimizer_s, s.parts.comm_wait_s},
                        s.grad_norm, scaler, s.skipped);
       if (o.checkpoint_every > 0 && !o.checkpoint_dir.empty() && (step + 1) % o.checkpoint_every == 0)
         for (const std::string& problem : save_checkpoint(o.checkpoint_dir, step + 1, stage_state(stage), identity,

@@ -1,6 +1,8 @@
 // `sextant execute`: train with a plan's layout on the ranks of an MPI job, measure each
 // step (time synchronised across ranks, tokens/s, MFU, peak bytes from the counting
-// allocator), write metrics and the run to the store as it goes, checkpoint and resume.
+// allocator, and the ranks' mean of its forward, backward, optimizer and comm-wait time,
+// executor/step_clock.h), write metrics and the run to the store as it goes, checkpoint
+// and resume.
 // The plan is read with planner/plan_file.h's reader; every job field it carries is either
 // honoured or refused before any work.
 #pragma once
@@ -62,11 +64,13 @@ struct OptimizerStepResult {
 // sequence-parallel replicated weights, and the tied embedding), unscaled and checked
 // for inf/NaN on every rank when the scaler is dynamic (an overflow anywhere skips the
 // step everywhere and the scaler backs off), clipped by the global norm, AdamW.
-// `local_loss` is this rank's share of the loss, already divided by the scale.
+// `local_loss` is this rank's share of the loss, already divided by the scale (a float64
+// scalar on the device). The host reads back once: the world all-reduce of [square sum,
+// loss, overflowed ranks], so every rank takes the same skip decision.
 // `tied`: the groups holding a tied embedding on the first and last stage.
 OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& groups,
                                    const std::vector<ParamGroup*>& tied, CommGroups& comm, LossScaler& scaler,
-                                   const AdamConfig& adam, int64_t step, double local_loss);
+                                   const AdamConfig& adam, int64_t step, const torch::Tensor& local_loss);
 
 // Runs the job on this rank (MPI initialised by the caller). Rank 0 writes the log lines,
 // the metrics file and the store: the run when it starts, each step as it finishes, and

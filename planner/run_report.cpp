@@ -24,6 +24,7 @@ RunComparison compare_run(const StoredRun& run) {
   c.profile = plan.profile ? plan.profile->name : "";
   c.figures = plan.figures();
   c.features = calibration_features(plan.prediction.time);
+  c.predicted_time = plan.prediction.time;
   measure_steps(run.steps, c);
   return c;
 }

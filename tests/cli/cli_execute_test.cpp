@@ -34,6 +34,15 @@ TEST_F(Cli, ExecuteThenCompare) {
     const nlohmann::json j = nlohmann::json::parse(line);
     EXPECT_EQ(j["step"], lines);
     for (const char* k : {"loss", "step_time_s", "tokens_per_s", "mfu", "peak_bytes"}) EXPECT_GT(j[k].get<double>(), 0) << k;
+    // The measured breakdown: four parts, none negative, together no more than the step.
+    double parts = 0;
+    for (const char* k : {"forward_s", "backward_s", "optimizer_s", "comm_wait_s"}) {
+      EXPECT_GE(j[k].get<double>(), 0) << k;
+      parts += j[k].get<double>();
+    }
+    EXPECT_GT(j["forward_s"].get<double>(), 0);
+    EXPECT_GT(j["backward_s"].get<double>(), 0);
+    EXPECT_LE(parts, j["step_time_s"].get<double>());
   }
   EXPECT_EQ(lines, 3);
   const CliRun c = run("compare --format json");
@@ -49,6 +58,14 @@ TEST_F(Cli, ExecuteThenCompare) {
   EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM run_steps").getInt(), 3);
   EXPECT_EQ(db.execAndGet("SELECT search_id FROM runs").getInt(), db.execAndGet("SELECT MAX(id) FROM searches").getInt());
   EXPECT_NE(run("compare").out.find("tiny-llama"), std::string::npos);
+  // The measured breakdown beside the predicted one, in the table and the JSON.
+  const std::string table = run("compare").out;
+  EXPECT_NE(table.find("step breakdown (s): run  fwd meas  bwd meas  fwd+bwd pred/meas"), std::string::npos) << table;
+  EXPECT_NE(table.find("comm_wait pred/meas"), std::string::npos) << table;
+  const nlohmann::json& b = runs[0]["breakdown"];
+  for (const char* k : {"forward_s", "backward_s", "optimizer_s", "comm_wait_s"}) EXPECT_GE(b["measured"][k].get<double>(), 0) << k;
+  for (const char* k : {"forward_backward_s", "optimizer_s", "comm_wait_s"}) EXPECT_GE(b["predicted"][k].get<double>(), 0) << k;
+  EXPECT_GT(b["predicted"]["forward_backward_s"].get<double>(), 0);
 }
 
 // The closed loop in miniature: profile, plan with it, run twice, calibrate, compare.

@@ -136,6 +136,8 @@ TEST(Store, OlderRunsMigrateAsFinished) {
     db.exec("ALTER TABLE runs DROP COLUMN process_start; ALTER TABLE runs DROP COLUMN pid; "
             "ALTER TABLE runs DROP COLUMN host; ALTER TABLE runs DROP COLUMN ended_at; "
             "DROP INDEX runs_by_status; ALTER TABLE runs DROP COLUMN error; ALTER TABLE runs DROP COLUMN status; "
+            "ALTER TABLE run_steps DROP COLUMN forward_s; ALTER TABLE run_steps DROP COLUMN backward_s; "
+            "ALTER TABLE run_steps DROP COLUMN optimizer_s; ALTER TABLE run_steps DROP COLUMN comm_wait_s; "
             "PRAGMA user_version = 4");
   }
   Store store(path);
@@ -143,6 +145,49 @@ TEST(Store, OlderRunsMigrateAsFinished) {
   const StoredRun r = store.runs().at(0);
   EXPECT_EQ(r.status, RunStatus::finished);
   EXPECT_FALSE(r.ended_at.empty());
+}
+
+// Schema 6: each step's measured breakdown round-trips; a step without one reads back NaN.
+TEST(Store, StepBreakdownRoundTrips) {
+  const std::string path = temp_db("store_breakdown.db");
+  Store store(path);
+  const int64_t id = store.begin_run(a_run());
+  StepRecord measured{0, 5, 0.5, 10, 0.2, 1e6};
+  measured.forward_s = 0.125;
+  measured.backward_s = 0.25;
+  measured.optimizer_s = 0.0625;
+  measured.comm_wait_s = 1.0 / 3;
+  store.append_step(id, measured);
+  store.append_step(id, {1, 4, 0.5, 10, 0.2, 1e6});
+  const StoredRun r = Store(path).runs().at(0);
+  ASSERT_EQ(r.steps.size(), 2u);
+  EXPECT_EQ(r.steps[0].forward_s, 0.125);
+  EXPECT_EQ(r.steps[0].backward_s, 0.25);
+  EXPECT_EQ(r.steps[0].optimizer_s, 0.0625);
+  EXPECT_EQ(r.steps[0].comm_wait_s, 1.0 / 3);
+  for (double part : {r.steps[1].forward_s, r.steps[1].backward_s, r.steps[1].optimizer_s, r.steps[1].comm_wait_s})
+    EXPECT_TRUE(std::isnan(part));
+}
+
+// A schema-5 store (steps without a breakdown) opens, migrates, and reads its steps with NaN parts.
+TEST(Store, Schema5StepsReadWithoutABreakdown) {
+  const std::string path = temp_db("store_schema5.db");
+  {
+    Store store(path);
+    store.append_step(store.begin_run(a_run()), {0, 1, 0.1, 10, 0.2, 1e6});
+  }
+  {
+    SQLite::Database db(path, SQLite::OPEN_READWRITE);
+    db.exec("ALTER TABLE run_steps DROP COLUMN forward_s; ALTER TABLE run_steps DROP COLUMN backward_s; "
+            "ALTER TABLE run_steps DROP COLUMN optimizer_s; ALTER TABLE run_steps DROP COLUMN comm_wait_s; "
+            "PRAGMA user_version = 5");
+  }
+  Store store(path);
+  EXPECT_EQ(store.schema_version(), 6);
+  const StoredRun r = store.runs().at(0);
+  ASSERT_EQ(r.steps.size(), 1u);
+  EXPECT_EQ(r.steps[0].step_time_s, 0.1);
+  EXPECT_TRUE(std::isnan(r.steps[0].forward_s));
 }
 
 }  // namespace

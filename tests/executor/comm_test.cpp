@@ -33,6 +33,14 @@ TEST(MpiComm, Collectives) {
   world.recv(got, (r + n - 1) % n, 5);
   world.wait_sends();
   EXPECT_TRUE(torch::equal(got, torch::full({4}, static_cast<float>((r + n - 1) % n))));
+  // The overlapped forms give what the blocking ones do once waited for.
+  torch::Tensor a = torch::full({3}, static_cast<float>(r + 1));
+  torch::Tensor scattered = torch::empty({2});
+  world.all_reduce_async(a);
+  world.reduce_scatter_async(in, scattered);
+  world.wait_async();
+  EXPECT_TRUE(torch::equal(a, torch::full({3}, s)));
+  EXPECT_TRUE(torch::equal(scattered, out));
 }
 
 // Every group built by make_comm_groups holds exactly the ranks the layout's mapping

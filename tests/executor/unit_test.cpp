@@ -3,10 +3,12 @@
 // loss scaling and the optimizer step's overflow handling, bf16 parameter groups, pruning
 // old checkpoints.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -16,6 +18,7 @@
 #include "executor/counting_allocator.h"
 #include "executor/data.h"
 #include "executor/model.h"
+#include "executor/step_clock.h"
 #include "executor/loss_scaler.h"
 #include "executor/tp_ops.h"
 #include "executor/trainer.h"
@@ -264,23 +267,26 @@ struct OneGroup {
   std::vector<std::unique_ptr<ParamGroup>> groups;
 };
 
+// The step's loss as the schedule returns it: a float64 scalar.
+torch::Tensor one_loss() { return torch::tensor(1.0, torch::kDouble); }
+
 TEST(OptimizerStep, OverflowSkipsTheStepAndLeavesMasterWeightsUntouched) {
   OneGroup g(torch::kFloat);
   LossScaler scaler(true);
   AdamConfig adam;
   const std::vector<torch::Tensor> before = g.state();
   g.set_grads(scaler.scale(), /*poison=*/true);
-  OptimizerStepResult r = optimizer_step(g.groups, {}, g.comm, scaler, adam, 0, 1.0);
+  OptimizerStepResult r = optimizer_step(g.groups, {}, g.comm, scaler, adam, 0, one_loss());
   EXPECT_TRUE(r.skipped);
   const std::vector<torch::Tensor> after = g.state();
   for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], after[i])) << i;  // master, m, v, working
   EXPECT_EQ(scaler.scale(), 65536.0);  // hysteresis 2
   g.set_grads(scaler.scale(), true);
-  EXPECT_TRUE(optimizer_step(g.groups, {}, g.comm, scaler, adam, 0, 1.0).skipped);
+  EXPECT_TRUE(optimizer_step(g.groups, {}, g.comm, scaler, adam, 0, one_loss()).skipped);
   EXPECT_EQ(scaler.scale(), 32768.0);
   // A clean step updates, and sees the gradients divided by the scale.
   g.set_grads(scaler.scale(), false);
-  r = optimizer_step(g.groups, {}, g.comm, scaler, adam, 0, 1.0);
+  r = optimizer_step(g.groups, {}, g.comm, scaler, adam, 0, one_loss());
   EXPECT_FALSE(r.skipped);
   EXPECT_GT(r.grad_norm, 0.5);
   EXPECT_LT(r.grad_norm,
@@ -295,7 +301,7 @@ TEST(OptimizerStep, Bf16GroupKeepsFp32MasterAndWritesItsBf16Copy) {
   AdamConfig adam;
   for (int step = 0; step < 3; ++step) {
     g.set_grads(1.0, false);
-    optimizer_step(g.groups, {}, g.comm, none, adam, step, 1.0);
+    optimizer_step(g.groups, {}, g.comm, none, adam, step, one_loss());
   }
   const torch::Tensor master = g.groups[0]->state()[0].second;
   EXPECT_EQ(master.scalar_type(), torch::kFloat);
@@ -305,6 +311,34 @@ TEST(OptimizerStep, Bf16GroupKeepsFp32MasterAndWritesItsBf16Copy) {
   // Three steps of ~lr each moved the master by less than bf16 can resolve near 1: the
   // master keeps them, the 16-bit copy alone would have lost some.
   EXPECT_FALSE(torch::equal(master.narrow(0, 0, 17), working.to(torch::kFloat)));
+}
+
+// The step's parts: nested phases never overlap, so they sum to at most the wall time.
+TEST(StepClock, NestedPhasesPartitionTheStep) {
+  StepClock clock(torch::kCPU);
+  auto nap = [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
+  const auto start = std::chrono::steady_clock::now();
+  clock.start();
+  nap(5);  // in no phase: not counted
+  {
+    const PhaseScope forward(&clock, StepPhase::forward);
+    nap(20);
+    const PhaseScope wait(&clock, StepPhase::comm_wait);
+    nap(10);
+  }
+  {
+    const PhaseScope optimizer(&clock, StepPhase::optimizer);
+    nap(10);
+  }
+  const StepTimes t = clock.finish();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_GE(t.forward_s, 0.020);
+  EXPECT_GE(t.comm_wait_s, 0.010);
+  EXPECT_GE(t.optimizer_s, 0.010);
+  EXPECT_EQ(t.backward_s, 0.0);
+  EXPECT_LE(t.forward_s + t.backward_s + t.optimizer_s + t.comm_wait_s, wall - 0.005);
+  clock.enter(StepPhase::forward);  // outside start()..finish(): ignored
+  EXPECT_EQ(clock.finish().forward_s, 0.0);
 }
 
 }  // namespace
