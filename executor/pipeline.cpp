@@ -58,7 +58,9 @@ void Stage::add_layer(Chunk& chunk, LayerKind kind, int64_t index) {
   ParamGroup* borrowed =
       kind == LayerKind::head && model_.tied_embeddings && layout_.pp == 1 ? embedding_group_ : nullptr;
   // Every stage takes each layer's gradients after its backward (optimizer.h).
-  Layer layer;
+  // Filled in place: building a Layer and moving it in made GCC warn that the std::function
+  // it holds may be used uninitialised (-Wmaybe-uninitialized, GCC 12 and 13).
+  Layer& layer = chunk.layers.emplace_back();
   layer.kind = kind;
   layer.hooks = std::make_unique<GroupSet>(own, borrowed);
   layer.run.sharded = layer.hooks.get();
@@ -71,7 +73,6 @@ void Stage::add_layer(Chunk& chunk, LayerKind kind, int64_t index) {
     };
   else
     layer.run.forward = [this](const std::vector<torch::Tensor>& in) { return head_loss(params_, in[0], in[1], ctx_); };
-  chunk.layers.push_back(std::move(layer));
 }
 
 torch::Tensor Stage::forward_chunk(const Chunk& chunk, const torch::Tensor& input, const torch::Tensor& targets) {
