@@ -69,10 +69,11 @@ void print_breakdowns(const std::vector<RunComparison>& runs, std::ostream& out)
       out << std::setprecision(4) << std::setw(width) << x;
   };
   auto err = [&](double predicted, double measured) {
-    if (std::isnan(measured))
+    const double e = error_pct(predicted, measured);  // NaN where nothing was measured, or zero
+    if (std::isnan(e))
       out << std::setw(7) << "-" << " ";
     else
-      out << std::setprecision(1) << std::setw(7) << error_pct(predicted, measured) << "%";
+      out << std::setprecision(1) << std::setw(7) << e << "%";
   };
   for (const RunComparison& r : runs) {
     const PredictedParts p = predicted_parts(r.predicted_time);
