@@ -56,20 +56,6 @@ void adamw_step(torch::Tensor& master, torch::Tensor& m, torch::Tensor& v,
                            grad.data_ptr<double>(), decay.data_ptr<double>(), master.numel(), args);
 }
 
-bool unscale(const std::vector<torch::Tensor>& tensors, float inv_scale) {
-  if (tensors.empty()) return false;
-  if (on_gpu(tensors.front())) {
-#ifdef SEXTANT_HAVE_CUDA
-    torch::Tensor flag = torch::zeros({1}, tensors.front().options().dtype(torch::kInt));
-    kernels::unscale(spans(tensors), inv_scale, flag.data_ptr<int>(), /*stream=*/nullptr);
-    return flag.item<int>() != 0;
-#endif
-  }
-  return kernels::unscale_reference(spans(tensors), inv_scale);
-}
-
-double square_sum(const torch::Tensor& tensor) { return square_sum_on_device(tensor).item<double>(); }
-
 CrossEntropyPartial ce_forward_partial(const torch::Tensor& logits, const torch::Tensor& targets, int64_t vocab_start) {
   TORCH_CHECK(logits.dim() == 2 && logits.is_contiguous() && targets.scalar_type() == torch::kLong &&
                   targets.is_contiguous() && targets.numel() == logits.size(0),
@@ -151,10 +137,10 @@ torch::Tensor unscale_on_device(const std::vector<torch::Tensor>& tensors, float
     return flag.to(torch::kDouble).reshape({});
 #endif
   }
-  return torch::tensor(unscale(tensors, inv_scale) ? 1.0 : 0.0, torch::kDouble);
+  return torch::tensor(kernels::unscale_reference(spans(tensors), inv_scale) ? 1.0 : 0.0, torch::kDouble);
 }
 
-// Summed in the tensor's dtype on the CPU, then widened (what square_sum returns).
+// On the CPU: summed in the tensor's dtype, then widened.
 torch::Tensor square_sum_on_device(const torch::Tensor& tensor) {
   if (on_gpu(tensor)) {
 #ifdef SEXTANT_HAVE_CUDA

@@ -22,16 +22,11 @@ void adamw_step(torch::Tensor& master, torch::Tensor& m, torch::Tensor& v,
                 const torch::Tensor& grad, const torch::Tensor& decay,
                 const kernels::AdamWArgsOf<double>& args);
 
-// Scales every fp32 tensor in place by inv_scale; true if any element is inf or NaN.
-bool unscale(const std::vector<torch::Tensor>& tensors, float inv_scale);
-
-// Σ x² over a contiguous fp32 (or, on the CPU, fp64) tensor.
-double square_sum(const torch::Tensor& tensor);
-
-// The same two without reading anything back: results stay float64 scalars on the tensors'
-// device, for the trainer to read once per step (one host sync instead of one per group).
-// unscale_on_device returns 1 if any element is inf or NaN, else 0.
+// Scales every fp32 tensor in place by inv_scale; returns a float64 scalar on the tensors'
+// device, 1 if any element is inf or NaN, else 0.
 torch::Tensor unscale_on_device(const std::vector<torch::Tensor>& tensors, float inv_scale);
+// Σ x² over a contiguous fp32 (or, on the CPU, fp64) tensor, as a float64 scalar on its
+// device. Both leave the result on the device for the trainer to read once per step.
 torch::Tensor square_sum_on_device(const torch::Tensor& tensor);
 
 // The vocab-parallel cross-entropy of kernels/reference.h on tensors: logits [tokens,
