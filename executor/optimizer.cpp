@@ -117,14 +117,25 @@ void ParamGroup::begin_step(int64_t micro_batches) {
 void ParamGroup::after_backward() {
   torch::NoGradGuard no_grad;
   ++backwards_;
-  if (reduces_per_micro_batch()) {
-    reduce_scatter_micro_batch();
-  } else {
-    add_grads_into(accum_.defined() ? accum_ : grad_);
-    if (backwards_ == micro_batches_) start_reduction();  // overlaps the backward of the layers before
-  }
-  release_grads();
+  take_grads();
+  if (!reduces_per_micro_batch() && backwards_ == micro_batches_)
+    start_reduction();  // overlaps the backward of the layers before
   after_use();
+}
+
+void ParamGroup::take_grads() {
+  if (reduces_per_micro_batch())
+    reduce_scatter_micro_batch();
+  else
+    add_grads_into(accum_.defined() ? accum_ : grad_);
+  release_grads();
+}
+
+void ParamGroup::sum_pending() {
+  if (!pending_.defined()) return;
+  dp_.wait_async();
+  grad_ += pending_;
+  pending_ = torch::Tensor();
 }
 
 // On NCCL the reduction of this layer's gradients overlaps the backward of the layers
@@ -132,11 +143,7 @@ void ParamGroup::after_backward() {
 // copy per group is in flight at most. On MPI it is done at once.
 void ParamGroup::reduce_scatter_micro_batch() {
   torch::Tensor flat = flat_grads_of_params();
-  if (pending_.defined()) {
-    dp_.wait_async();
-    grad_ += pending_;
-    pending_ = torch::Tensor();
-  }
+  sum_pending();
   torch::Tensor reduced = torch::empty_like(grad_);
   dp_.reduce_scatter_async(flat, reduced);
   if (dp_.defers_async())
@@ -161,18 +168,10 @@ void ParamGroup::finish_gradients() {
   for (const torch::Tensor& p : params_) left_over = left_over || p.grad().defined();
   if (left_over) {
     TORCH_CHECK(!reduction_started_, "gradients of ", specs_.front().name, " arrived after their reduction started");
-    if (reduces_per_micro_batch())
-      reduce_scatter_micro_batch();
-    else
-      add_grads_into(accum_.defined() ? accum_ : grad_);
-    release_grads();
+    take_grads();
   }
   if (reduces_per_micro_batch()) {
-    if (pending_.defined()) {
-      dp_.wait_async();
-      grad_ += pending_;
-      pending_ = torch::Tensor();
-    }
+    sum_pending();
   } else if (dp_.size() > 1) {
     start_reduction();
     dp_.wait_async();

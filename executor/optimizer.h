@@ -96,6 +96,11 @@ class ParamGroup final : public ShardedParams {
   void release_grads();
   void reduce_scatter_micro_batch();  // ZeRO-2/3 at dp > 1
   void start_reduction();             // ZeRO-0/1 at dp > 1, after the last micro-batch
+  // One micro-batch's gradients out of the parameters: reduce-scattered (ZeRO-2/3, dp > 1)
+  // or added into the fp32 accumulator; then released.
+  void take_grads();
+  // Waits for the reduce-scatter in flight, if any, and adds it into grad_.
+  void sum_pending();
   bool reduces_per_micro_batch() const { return zero_ >= 2 && dp_.size() > 1; }
   bool gathers_after_step() const { return (zero_ == 1 || zero_ == 2) && dp_.size() > 1; }
   void point_params_at(const torch::Tensor& flat);
