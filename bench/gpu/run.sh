@@ -23,6 +23,8 @@
 #   SEXTANT_WITH_EXECUTOR  ON (default) or OFF (planner only: a configure check)
 #   BUILD_TARGETS  targets to build (default: all)
 #   JOBS         parallel build jobs (default: nproc)
+#   CPU_TESTS    1 (default): also run the ctest entries not labelled gpu; 0: skip them
+#   TORCH_ROWS   1 (default): run the PyTorch eager/compile rows; 0: skip them
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 mode=all
@@ -234,8 +236,10 @@ benchmark() {
   # CPU-rank executor tests pass --device cpu themselves).
   stage "kernel tests (GPU)" "$out/kernel-tests.log" 300 \
     ctest --test-dir "$build" -L gpu --no-tests=error --output-on-failure || true
-  stage "ctest (all others)" "$out/ctest.log" 900 \
-    ctest --test-dir "$build" -LE gpu -j4 --timeout 600 --output-on-failure || true
+  if [ "${CPU_TESTS:-1}" = 1 ]; then
+    stage "ctest (all others)" "$out/ctest.log" 900 \
+      ctest --test-dir "$build" -LE gpu -j4 --timeout 600 --output-on-failure || true
+  fi
   stage "bench_kernels" "$out/bench-kernels.txt" 300 "$build/bench/bench_kernels" || true
   rm -f "$out/sextant.db" "$out/rows.tsv"
   stage "sextant profile" "$out/profile.log" 300 "$s" profile --name "$cluster-measured" --db "$out/sextant.db" || true
@@ -247,6 +251,7 @@ benchmark() {
   sextant_row gpt2-bf16-full-recompute gpt2 bf16 full 0
   for zero in 1 2 3; do sextant_row "gpt2-bf16-zero$zero" gpt2 bf16 none "$zero"; done
   for model in gpt2 gpt2-medium; do
+    [ "${TORCH_ROWS:-1}" = 1 ] || break
     torch_row "$model" eager
     case " $compile_models " in *" $model "*) torch_row "$model" compile ;; esac
   done
