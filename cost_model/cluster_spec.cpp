@@ -2,11 +2,14 @@
 // GB/s, Gbit/s for NICs, µs); everything is converted to bytes, seconds and FLOP/s here.
 #include "cost_model/cluster_spec.h"
 
+#include <array>
+
 #include <thread>
 #include <unistd.h>
 
 #include "cost_model/error.h"
 #include "cost_model/json_fields.h"
+#include "cost_model/kernel_rates.h"
 
 namespace sextant {
 namespace {
@@ -32,6 +35,20 @@ DeviceSpec read_device(const JsonFields& d) {
   dev.memory_bw_efficiency = d.number_or("memory_bandwidth_efficiency", 1.0, 0.01, 1.0);
   dev.reserved_bytes = d.number_or("reserved_gib", 0.0, 0.0, 1e6) * kGiB;
   dev.sm_count = d.integer_or("sm_count", 0, 0, 1 << 20);
+  if (d.has("kernels")) {
+    if (!d.json().at("kernels").is_object())
+      throw InputError(d.where(), "device.kernels",
+                       "expected a kernel-rate table (a built-in table's name is resolved only when the cluster is "
+                       "loaded by name or path)");
+    // A table measured on another device, scaled to this one (the cluster's source says how).
+    std::array<double, 3> scale{1.0, 1.0, 1.0};
+    if (d.has("kernel_scale")) {
+      const JsonFields k = d.object("kernel_scale");
+      scale = {k.number("gemm", 1e-3, 1e3), k.number("memory", 1e-3, 1e3), k.number("attention", 1e-3, 1e3)};
+    }
+    dev.kernels = std::make_shared<const KernelRates>(
+        kernel_rates_from_json(d.json().at("kernels"), d.where() + ": device.kernels", scale));
+  }
   return dev;
 }
 

@@ -12,6 +12,7 @@
 namespace sextant {
 
 class MeasuredProfile;
+struct KernelRates;
 
 enum class Precision { bf16, fp16, fp32 };
 Precision precision_from_string(const std::string& text, const std::string& where);
@@ -33,6 +34,9 @@ struct DeviceSpec {
   double memory_bw_efficiency = 1;  // achieved / peak on streaming copies
   double reserved_bytes = 0;        // runtime context and allocator reserve, not usable
   int64_t sm_count = 0;             // > 0: model GEMM wave quantisation over this many SMs
+  // Measured kernel rates (profiles/kernels/): GEMMs by shape, memory-bound ops by kind,
+  // flash attention, launch floor. Absent: the peak × efficiency figures above.
+  std::shared_ptr<const KernelRates> kernels;
   // When planning with --profile: measured GEMM rates, bandwidth and intra-node collectives
   // replace the figures above.
   std::shared_ptr<const MeasuredProfile> measured;

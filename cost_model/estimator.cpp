@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "cost_model/json_fields.h"
+#include "cost_model/kernel_rates.h"
 #include "cost_model/partition.h"
 #include "cost_model/schedule.h"
 
@@ -197,6 +198,12 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
       // Gradient reduction overlaps the last micro-batch's backward, all but the last bucket.
       const double bwd_window_s = s.total_s() * 2.0 / 3.0;
       exposed = std::max(reduce_s - bwd_window_s, reduce_s / buckets);
+      // What overlaps still costs the backward it runs beside: the reduction's kernels
+      // read the local and received chunks and write the sum through the same HBM, about
+      // 3 × the bytes each rank sends, which memory-bound work then waits for.
+      exposed += memory_time_s(dev, 3.0 * grad_bytes * bus_factor(l.zero == 0 ? Collective::all_reduce
+                                                                              : Collective::reduce_scatter,
+                                                                 l.dp));
       const double gather_s = collective_time_s(Collective::all_gather, n * per.weights, dp_links);
       if (l.zero == 1 || l.zero == 2) exposed += gather_s;  // updated shards after the step
       if (l.zero == 3) {  // gathered before forward and before backward of every micro-batch
@@ -210,7 +217,8 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
     // master, m, v and the working copy.
     const double shard = n / (l.zero >= 1 ? static_cast<double>(l.dp) : 1.0);
     const double step_bytes = shard * (2 * per.optimizer + per.grads + per.weights);
-    double opt_s = memory_time_s(dev, step_bytes);
+    double opt_s = dev.kernels && !dev.measured ? dev.kernels->memory_s(MemoryOp::adamw, step_bytes)
+                                                : memory_time_s(dev, step_bytes);
     double offload_s = 0;
     if (l.offload != Offload::none && cluster.pcie_bw_bytes_per_s > 0) {
       const double host_bw =

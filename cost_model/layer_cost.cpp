@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cost_model/kernel_rates.h"
 #include "cost_model/measured_profile.h"
 #include "cost_model/model_graph.h"
 
@@ -39,19 +40,66 @@ Dims dims_of(const LayerContext& c) {
   return d;
 }
 
-// Forward time of the attention core (scores, softmax, dropout, context) on one rank;
-// `vector_s` receives its memory-bound part (softmax and dropout over the scores).
-double attention_core_fwd_s(const LayerContext& c, const Dims& d, double* vector_s) {
+// Forward and backward time of one kernel (or kernel group).
+struct Pass {
+  double fwd_s = 0, bwd_s = 0;
+  Pass& operator+=(const Pass& o) {
+    fwd_s += o.fwd_s;
+    bwd_s += o.bwd_s;
+    return *this;
+  }
+};
+
+// The table of measured kernel rates applies to 16-bit work without a measured profile
+// (a profile measures GEMMs and memory-bound ops on the machine itself).
+const KernelRates* rates_for(const LayerContext& c) {
+  return c.device->kernels && !c.device->measured && c.precision != Precision::fp32 ? c.device->kernels.get() : nullptr;
+}
+
+// A linear layer y[T, n_out] = x[T, k_in]·Wᵀ (`batch` of them): forward, then the two
+// backward GEMMs dx = dy·W [T, k_in] and dW = dyᵀ·x [n_out, k_in] at their own shapes.
+Pass linear_s(const LayerContext& c, double T, double n_out, double k_in, double batch = 1.0) {
+  if (const KernelRates* r = rates_for(c))
+    return {r->gemm_s(GemmLayout::forward, T, n_out, k_in, batch),
+            r->gemm_s(GemmLayout::backward, T, k_in, n_out, batch) +
+                r->gemm_s(GemmLayout::backward, n_out, k_in, T, batch)};
+  const double f = gemm_time_s(*c.device, c.precision, T, n_out, k_in, batch);
+  return {f, 2 * f};  // backward: two GEMMs of the forward's FLOPs
+}
+
+// A memory-bound op of kind `op` moving fwd_bytes forward and bwd_bytes backward.
+Pass vector_op_s(const LayerContext& c, MemoryOp op, double fwd_bytes, double bwd_bytes) {
+  if (const KernelRates* r = rates_for(c)) return {r->memory_s(op, fwd_bytes), r->memory_bwd_s(op, fwd_bytes, bwd_bytes)};
+  return {vector_time_s(*c.device, fwd_bytes), vector_time_s(*c.device, bwd_bytes)};
+}
+
+// A norm over elements of e bytes: forward reads x, writes y; backward reads x and dy,
+// writes dx.
+Pass norm_s(const LayerContext& c, double elements, double e) {
+  return vector_op_s(c, c.model->norm == NormKind::layernorm ? MemoryOp::layer_norm : MemoryOp::rms_norm,
+                     2 * elements * e, 3 * elements * e);
+}
+
+// The attention core (scores, softmax, context) on one rank. Flash attention runs as one
+// fused kernel at the measured causal rates when the device has them; otherwise as two
+// batched GEMMs, plus softmax and dropout over the materialised scores (`vector`).
+Pass attention_core_s(const LayerContext& c, const Dims& d, Pass* vector) {
   const double heads_per_rank = d.heads / d.t;
-  double t = gemm_time_s(*c.device, c.precision, d.s, d.s, d.d, d.b * heads_per_rank) +
-             gemm_time_s(*c.device, c.precision, d.s, d.d, d.s, d.b * heads_per_rank);
-  *vector_s = 0;
+  *vector = Pass{};
+  const KernelRates* kernels = c.device->kernels.get();
+  if (c.flash_attention && kernels && c.precision != Precision::fp32 && !kernels->attention.empty())
+    return {kernels->attention_fwd_s(d.b * heads_per_rank, d.s, d.d),
+            kernels->attention_bwd_s(d.b * heads_per_rank, d.s, d.d)};
+  Pass t = linear_s(c, d.s, d.s, d.d, d.b * heads_per_rank);
+  t += linear_s(c, d.s, d.d, d.s, d.b * heads_per_rank);
   if (!c.flash_attention) {
     const double scores = d.b * heads_per_rank * d.s * d.s;
     const double dropout_bytes = c.model->dropout > 0 ? 2 * d.e + 1 : 0;
-    *vector_s = vector_time_s(*c.device, scores * (2 * d.e + dropout_bytes));
+    const double bytes = scores * (2 * d.e + dropout_bytes);
+    *vector = vector_op_s(c, MemoryOp::copy, bytes, 2 * bytes);
+    t += *vector;
   }
-  return t + *vector_s;
+  return t;
 }
 
 double tp_collective_s(const LayerContext& c, const Dims& d, int count) {
@@ -111,7 +159,6 @@ double block_activation_bytes(const LayerContext& c) {
 
 LayerCost block_cost(const LayerContext& c) {
   const ModelSpec& m = *c.model;
-  const DeviceSpec& dev = *c.device;
   const Dims d = dims_of(c);
   LayerCost out;
   const double router = m.is_moe() ? d.h * d.experts : 0;
@@ -119,44 +166,58 @@ LayerCost block_cost(const LayerContext& c) {
                2.0 * static_cast<double>(m.norm_params());
   out.fwd_flops = d.T * block_fwd_flops_per_token(m) / d.t;
 
-  // Matmuls, forward.
+  // Matmuls: QKV, out-projection, the MLP's up (gate) and down projections per expert,
+  // the router.
   const double tokens_per_expert = d.T * d.k_moe / d.experts;
   const double up_width = (m.mlp == MlpKind::swiglu ? 2 : 1) * d.f / d.t;
-  double dense_s = gemm_time_s(dev, c.precision, d.T, (d.q + 2 * d.kv) / d.t, d.h) +
-                   gemm_time_s(dev, c.precision, d.T, d.h, d.q / d.t) +
-                   gemm_time_s(dev, c.precision, tokens_per_expert, up_width, d.h, d.experts) +
-                   gemm_time_s(dev, c.precision, tokens_per_expert, d.h, d.f / d.t, d.experts);
-  if (m.is_moe()) dense_s += gemm_time_s(dev, c.precision, d.T, d.experts, d.h);
-  double core_vector_s = 0;
-  const double core_s = attention_core_fwd_s(c, d, &core_vector_s);
+  Pass gemm = linear_s(c, d.T, (d.q + 2 * d.kv) / d.t, d.h);
+  gemm += linear_s(c, d.T, d.h, d.q / d.t);
+  gemm += linear_s(c, tokens_per_expert, up_width, d.h, d.experts);
+  gemm += linear_s(c, tokens_per_expert, d.h, d.f / d.t, d.experts);
+  if (m.is_moe()) gemm += linear_s(c, d.T, d.experts, d.h);
+  Pass core_vector;
+  const Pass core = attention_core_s(c, d, &core_vector);
 
-  // Memory-bound ops, forward: 2 norms, 2 residual adds (+bias, dropout), rotary, activation.
+  // Memory-bound ops: 2 norms, 2 residual adds (+bias, dropout), rotary, activation.
+  // Backward moves twice the forward's bytes, except where forward+backward was measured.
   const double mask = m.dropout > 0 ? 1.0 : 0.0;
-  double vector_bytes = 2 * (2 * d.hs * d.e) + 2 * (3 * d.hs * d.e + mask * d.hs);
-  if (m.position == PositionKind::rope)
-    vector_bytes += 2 * d.T * (d.q + d.kv) / d.t * m.rotary_pct * d.e;
-  vector_bytes += d.T * d.f * d.k_moe / d.t * d.e * (m.mlp == MlpKind::swiglu ? 3 : 2);
-  const double vector_s = vector_time_s(dev, vector_bytes);
+  Pass vector = norm_s(c, d.hs, d.e);
+  vector += norm_s(c, d.hs, d.e);
+  const double add_bytes = 3 * d.hs * d.e + mask * d.hs;
+  vector += vector_op_s(c, MemoryOp::add, add_bytes, 2 * add_bytes);
+  vector += vector_op_s(c, MemoryOp::add, add_bytes, 2 * add_bytes);
+  if (m.position == PositionKind::rope) {
+    const double rope_bytes = 2 * d.T * (d.q + d.kv) / d.t * m.rotary_pct * d.e;
+    vector += vector_op_s(c, MemoryOp::copy, rope_bytes, 2 * rope_bytes);
+  }
+  const double act_bytes = d.T * d.f * d.k_moe / d.t * d.e * (m.mlp == MlpKind::swiglu ? 3 : 2);
+  vector += vector_op_s(c, m.mlp == MlpKind::swiglu ? MemoryOp::swiglu : MemoryOp::gelu, act_bytes, 2 * act_bytes);
 
-  out.fwd_compute_s = dense_s + core_s + vector_s;
-  out.bwd_compute_s = 2 * out.fwd_compute_s;
+  out.fwd_compute_s = gemm.fwd_s + core.fwd_s + vector.fwd_s;
+  out.bwd_compute_s = gemm.bwd_s + core.bwd_s + vector.bwd_s;
+  // The host issues each kernel: a layer takes at least its kernels' issue time (matters
+  // only for layers too small to hide it).
+  if (const KernelRates* r = rates_for(c)) {
+    const int fwd_kernels = 10 + (m.position == PositionKind::rope ? 1 : 0) + (m.is_moe() ? 1 : 0);
+    out.fwd_compute_s = std::max(out.fwd_compute_s, fwd_kernels * r->host_s_per_op);
+    out.bwd_compute_s = std::max(out.bwd_compute_s, 2 * fwd_kernels * r->host_s_per_op);
+  }
   out.fwd_tp_comm_s = tp_collective_s(c, d, 2);
   out.bwd_tp_comm_s = tp_collective_s(c, d, 2);
   // Under sequence parallelism the sharded inputs of the two column-parallel linears are
   // gathered again in backward for their weight gradients (Korthikanti et al. §4.2.2).
   if (c.sequence_parallel && c.tp > 1)
     out.bwd_tp_comm_s += 2 * collective_time_s(Collective::all_gather, d.T * d.h * d.e, c.tp_links);
-  const double fwd_vector_s = vector_s + core_vector_s;
-  out.vector_s = 3 * fwd_vector_s;  // backward moves twice the forward's bytes
+  out.vector_s = vector.fwd_s + vector.bwd_s + core_vector.fwd_s + core_vector.bwd_s;
   if (c.recompute == Recompute::full) {
     out.recompute_s = out.fwd_compute_s;
     out.recompute_flops = out.fwd_flops;
     out.bwd_tp_comm_s += out.fwd_tp_comm_s;
-    out.vector_s += fwd_vector_s;
+    out.vector_s += vector.fwd_s + core_vector.fwd_s;
   } else if (c.recompute == Recompute::selective && !c.flash_attention) {
-    out.recompute_s = core_s;
+    out.recompute_s = core.fwd_s;
     out.recompute_flops = 4.0 * d.b * d.s * d.s * d.q / d.t;
-    out.vector_s += core_vector_s;
+    out.vector_s += core_vector.fwd_s;
   }
   out.activation_bytes = block_activation_bytes(c);
   if (c.recompute != Recompute::none) {  // backward rebuilds what was dropped, one block at a time
@@ -175,8 +236,9 @@ LayerCost embedding_cost(const LayerContext& c) {
       m.position == PositionKind::learned ? static_cast<double>(m.max_position_embeddings) * d.h : 0;
   out.params = static_cast<double>(m.vocab_size) * d.h / d.t + positions;
   // Gather rows and write [s,b,h]; backward scatter-adds into the embedding gradient.
-  out.fwd_compute_s = memory_time_s(*c.device, 2 * d.T * d.h * d.e);
-  out.bwd_compute_s = 2 * out.fwd_compute_s;
+  const Pass gather = vector_op_s(c, MemoryOp::copy, 2 * d.T * d.h * d.e, 4 * d.T * d.h * d.e);
+  out.fwd_compute_s = gather.fwd_s;
+  out.bwd_compute_s = gather.bwd_s;
   out.vector_s = out.fwd_compute_s + out.bwd_compute_s;
   if (c.tp > 1) {  // vocab-parallel lookup: partial rows summed over tp
     const double bytes = d.T * d.h * d.e;
@@ -189,17 +251,21 @@ LayerCost embedding_cost(const LayerContext& c) {
 
 LayerCost head_cost(const LayerContext& c) {
   const ModelSpec& m = *c.model;
-  const DeviceSpec& dev = *c.device;
   const Dims d = dims_of(c);
   const double v = static_cast<double>(m.vocab_size) / d.t;
   LayerCost out;
   out.params = static_cast<double>(m.norm_params()) + (m.tied_embeddings ? 0 : v * d.h);
   out.fwd_flops = d.T * head_fwd_flops_per_token(m) / d.t;
-  // Final norm, output projection, then a vocab-parallel softmax cross-entropy in fp32.
-  const double vector_bytes = 2 * d.hs * d.e + d.T * v * (d.e + 4 + 4);
-  out.fwd_compute_s = gemm_time_s(dev, c.precision, d.T, v, d.h) + vector_time_s(dev, vector_bytes);
-  out.bwd_compute_s = 2 * out.fwd_compute_s;
-  out.vector_s = 3 * vector_time_s(dev, vector_bytes);
+  // Final norm, output projection, then a vocab-parallel softmax cross-entropy with fp32
+  // arithmetic: forward reads the logits, backward reads them again and writes their
+  // gradient.
+  Pass vector = norm_s(c, d.hs, d.e);
+  const double logits_bytes = d.T * v * d.e;
+  vector += vector_op_s(c, MemoryOp::cross_entropy, logits_bytes, 2 * logits_bytes);
+  const Pass gemm = linear_s(c, d.T, v, d.h);
+  out.fwd_compute_s = gemm.fwd_s + vector.fwd_s;
+  out.bwd_compute_s = gemm.bwd_s + vector.bwd_s;
+  out.vector_s = vector.fwd_s + vector.bwd_s;
   if (c.tp > 1) {
     GroupLinks links = c.tp_links;
     double loss_s = 3 * collective_time_s(Collective::all_reduce, d.T * 4, links);  // max, sum, target

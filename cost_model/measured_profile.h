@@ -12,6 +12,7 @@
 
 #include "cost_model/cluster_spec.h"
 #include "cost_model/collective.h"
+#include "cost_model/kernel_rates.h"
 #include "cost_model/profile_data.h"
 
 namespace sextant {
@@ -36,13 +37,9 @@ class MeasuredProfile {
   const CollectiveFit* collective(Collective op, int64_t ranks) const;
 
  private:
-  struct Grid {
-    std::vector<double> m, n, k;     // sorted distinct log2 sizes
-    std::vector<double> log_rate;    // [i_m][i_n][i_k]
-  };
   int64_t id_;
   std::string name_;
-  std::map<std::string, Grid> gemm_;  // by dtype name
+  std::map<std::string, LogGrid> gemm_;  // by dtype name
   double memory_bw_ = 0, elementwise_bw_ = 0;
   std::map<std::pair<Collective, int64_t>, CollectiveFit> collectives_;
 };

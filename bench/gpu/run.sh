@@ -214,7 +214,7 @@ sextant_row() {
   fix+=",sequence_parallel=false,offload=none"
   printf '%s\t%s\t%s\t%s\t%s\n' "$id" "$model" "$precision" "$recompute" "$zero" >>"$out/rows.tsv"
   stage "plan $id" "$out/plan-$id.txt" 60 "$s" plan --model "$root/examples/models/$model.json" \
-    --cluster "$cluster" --gpus 1 --global-batch 32 --seq 1024 --precision "$precision" --fix "$fix" --top 1 \
+    --cluster "$cluster" --gpus 1 --global-batch 32 --seq 1024 --precision "$precision" --fp32-grads --fix "$fix" --top 1 \
     --db "$out/sextant.db" --out "$out/plan-$id.json" || return 0
   stage "sextant $id" "$out/execute-$id.log" 300 "$s" execute --plan "$out/plan-$id.json" \
     --steps $((steps + warmup)) --device cuda --db "$out/sextant.db" --metrics-out "$out/sextant-$id.jsonl" || true
