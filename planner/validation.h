@@ -46,9 +46,10 @@ std::vector<ThroughputRow> validate_megatron_h100(const nlohmann::json& data, co
 std::string throughput_table(const std::vector<ThroughputRow>& rows);
 
 // A published throughput table with its layouts (tests/data/torchtitan-a100-2024.json,
-// mtnlg-530b-2022.json). The document:
+// mtnlg-530b-2022.json, megatron-a100-2021.json). The document:
 //   {"schema": "sextant-published-table/1", "name", "source", "assumptions": [...],
-//    "metric": one of tokens_per_s_per_gpu, step_time_s, tflops_per_gpu, mfu,
+//    "metric": one of tokens_per_s_per_gpu, step_time_s, tflops_per_gpu (model FLOPs),
+//              hardware_tflops_per_gpu (with recompute), mfu,
 //    "defaults": {any row field},
 //    "models": {"key": HF-style config.json object, or a path relative to the document},
 //    "rows": [{"name", "model": key, "cluster": built-in name or path, "gpus", "global_batch",
