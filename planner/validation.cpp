@@ -243,6 +243,39 @@ std::string PublishedTableResult::bias(bool include_approximate) const {
   return faster ? "optimistic" : "pessimistic";
 }
 
+namespace {
+
+// The search request of one row: its model, cluster, job and pinned (published) axes.
+SearchRequest published_row_request(const nlohmann::json& row, const nlohmann::json& defaults,
+                                    const nlohmann::json& models,
+                                    const std::function<ClusterSpec(const std::string&)>& cluster_for,
+                                    const std::string& base_dir, const std::string& where) {
+  // The model: an inline config.json object, or a path relative to the document.
+  const std::string key = required(row, defaults, "model", where).get<std::string>();
+  if (!models.contains(key)) throw InputError(where, "model", "no model \"" + key + "\" in \"models\"");
+  const nlohmann::json& model = models.at(key);
+  const int64_t seq = required(row, defaults, "seq", where).get<int64_t>();
+  SearchRequest req;
+  if (model.is_string()) {
+    req.model = load_model_spec((std::filesystem::path(base_dir) / model.get<std::string>()).string(), seq);
+  } else {
+    req.model = model_spec_from_json(model, where, seq);
+    if (req.model.name.empty()) req.model.name = key;
+  }
+  req.cluster = cluster_for(required(row, defaults, "cluster", where).get<std::string>());
+  req.gpus = required(row, defaults, "gpus", where).get<int64_t>();
+  req.job.global_batch = required(row, defaults, "global_batch", where).get<int64_t>();
+  if (const nlohmann::json* p = field(row, defaults, "precision"))
+    req.job.precision = precision_from_string(p->get<std::string>(), where);
+  if (const nlohmann::json* g = field(row, defaults, "fp32_grads")) req.job.fp32_grads = g->get<bool>();
+  if (const nlohmann::json* f = field(row, defaults, "flash_attention")) req.job.flash_attention = f->get<bool>();
+  req.fixed = parse_fixed_axes(fixed_axes_text(row, defaults, where));
+  req.top_k = 1;
+  return req;
+}
+
+}  // namespace
+
 PublishedTableResult validate_published_table(
     const nlohmann::json& data, const std::function<ClusterSpec(const std::string&)>& cluster_for,
     const std::string& base_dir) {
@@ -252,35 +285,19 @@ PublishedTableResult validate_published_table(
   PublishedTableResult result;
   result.name = doc;
   result.source = data.value("source", std::string());
-  result.metric = data.at("metric").get<std::string>();
+  result.metric = data.value("metric", std::string());
   if (std::find(std::begin(kMetrics), std::end(kMetrics), result.metric) == std::end(kMetrics))
-    throw InputError(doc, "metric", "expected tokens_per_s_per_gpu, step_time_s, tflops_per_gpu, hardware_tflops_per_gpu or mfu");
+    throw InputError(doc, "metric",
+                     "expected tokens_per_s_per_gpu, step_time_s, tflops_per_gpu, hardware_tflops_per_gpu or mfu");
+  if (!data.contains("rows") || !data.at("rows").is_array()) throw InputError(doc, "rows", "expected an array");
   const nlohmann::json defaults = data.value("defaults", nlohmann::json::object());
   const nlohmann::json models = data.value("models", nlohmann::json::object());
   for (const nlohmann::json& row : data.at("rows")) {
     const std::string name = row.value("name", std::string("row"));
     const std::string where = doc + ": " + name;
-    // The model: an inline config.json object, or a path relative to the document.
-    const std::string key = required(row, defaults, "model", where).get<std::string>();
-    if (!models.contains(key)) throw InputError(where, "model", "no model \"" + key + "\" in \"models\"");
-    const nlohmann::json& model = models.at(key);
-    const int64_t seq = required(row, defaults, "seq", where).get<int64_t>();
-    SearchRequest req;
-    if (model.is_string()) {
-      req.model = load_model_spec((std::filesystem::path(base_dir) / model.get<std::string>()).string(), seq);
-    } else {
-      req.model = model_spec_from_json(model, where, seq);
-      if (req.model.name.empty()) req.model.name = key;
-    }
-    req.cluster = cluster_for(required(row, defaults, "cluster", where).get<std::string>());
-    req.gpus = required(row, defaults, "gpus", where).get<int64_t>();
-    req.job.global_batch = required(row, defaults, "global_batch", where).get<int64_t>();
-    if (const nlohmann::json* p = field(row, defaults, "precision"))
-      req.job.precision = precision_from_string(p->get<std::string>(), where);
-    if (const nlohmann::json* g = field(row, defaults, "fp32_grads")) req.job.fp32_grads = g->get<bool>();
-    if (const nlohmann::json* f = field(row, defaults, "flash_attention")) req.job.flash_attention = f->get<bool>();
-    req.fixed = parse_fixed_axes(fixed_axes_text(row, defaults, where));
-    req.top_k = 1;
+    if (!row.contains("published") || !row.at("published").contains(result.metric))
+      throw InputError(where, "published", "no published " + result.metric);
+    const SearchRequest req = published_row_request(row, defaults, models, cluster_for, base_dir, where);
     const SearchResult found = search(req);
     if (found.candidates.empty()) throw InputError(where, "fix", "no layout matches the published one");
     const Candidate& best = found.candidates.front();

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "cost_model/error.h"
 #include "cost_model/json_fields.h"
 #include "planner/validation.h"
 #include "profiles/cluster_catalog.h"
@@ -106,6 +107,35 @@ TEST(ValidationTables, MegatronA100) {
     EXPECT_EQ(dp * row.at("model_parallel_size").get<int64_t>(), row.at("gpus").get<int64_t>());
     EXPECT_EQ(result.rows[i].layout.rfind("dp=" + std::to_string(dp) + " ", 0), 0u) << result.rows[i].layout;
   }
+}
+
+// The generic form also takes a model by path (relative to the document) and refuses a
+// malformed document with an InputError naming the field.
+TEST(ValidationTables, ModelByPathAndBadInput) {
+  nlohmann::json doc = {
+      {"schema", "sextant-published-table/1"},
+      {"name", "by-path"},
+      {"metric", "tokens_per_s_per_gpu"},
+      {"defaults", {{"cluster", "dgx-h100-80gb"}, {"gpus", 8}, {"seq", 2048}}},
+      {"models", {{"llama", "llama-3-8b.json"}}},
+      {"rows", {{{"name", "fsdp"}, {"model", "llama"}, {"global_batch", 8},
+                 {"fix", {{"dp", 8}, {"tp", 1}, {"pp", 1}, {"micro_batch", 1}}},
+                 {"published", {{"tokens_per_s_per_gpu", 1000}}}}}}};
+  const auto clusters = [](const std::string& name) { return load_cluster(name); };
+  const PublishedTableResult result =
+      validate_published_table(doc, clusters, SEXTANT_EXAMPLES "/models");
+  ASSERT_EQ(result.rows.size(), 1u);
+  EXPECT_EQ(result.rows[0].layout.rfind("dp=8 tp=1 pp=1 ", 0), 0u) << result.rows[0].layout;
+  EXPECT_GT(result.rows[0].predicted, 0);
+  nlohmann::json bad = doc;
+  bad["metric"] = "samples_per_s";
+  EXPECT_THROW(validate_published_table(bad, clusters, SEXTANT_EXAMPLES "/models"), InputError);
+  bad = doc;
+  bad["rows"][0]["model"] = "missing";
+  EXPECT_THROW(validate_published_table(bad, clusters, SEXTANT_EXAMPLES "/models"), InputError);
+  bad = doc;
+  bad["rows"][0]["published"] = {{"step_time_s", 1.0}};
+  EXPECT_THROW(validate_published_table(bad, clusters, SEXTANT_EXAMPLES "/models"), InputError);
 }
 
 // ACCURACY BARS, run apart (--gtest_filter=ValidationTables.*WithinBar). They are the
