@@ -2,10 +2,14 @@
 // (every axis pinned), compared with the published figures.
 #include "planner/validation.h"
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <iomanip>
 #include <sstream>
 
+#include "cost_model/error.h"
+#include "cost_model/json_fields.h"
 #include "planner/search.h"
 
 namespace sextant {
@@ -139,6 +143,198 @@ std::string throughput_table(const std::vector<ThroughputRow>& rows) {
     out << std::left << std::setw(6) << r.model << std::right << std::setprecision(1) << std::setw(14)
         << r.published_tflops << std::setw(19) << r.predicted_tflops << std::setw(8) << 100 * r.error()
         << "%  " << r.layout << "\n";
+  return out.str();
+}
+
+namespace {
+
+// tflops_per_gpu: model FLOPs (Megatron-LM's 72·B·s·L·h²·(1 + s/6h) + 6·B·s·h·V);
+// hardware_tflops_per_gpu: plus recompute, which under full recompute is Megatron-LM's
+// 96·B·s·L·h²·(1 + s/6h + V/16Lh) accounting of Narayanan et al. (SC21).
+const char* const kMetrics[] = {"tokens_per_s_per_gpu", "step_time_s", "tflops_per_gpu",
+                                "hardware_tflops_per_gpu", "mfu"};
+
+double metric_of(const std::string& metric, const Prediction& p, int64_t gpus) {
+  if (metric == "tokens_per_s_per_gpu") return p.tokens_per_s / static_cast<double>(gpus);
+  if (metric == "step_time_s") return p.time.step_s;
+  if (metric == "tflops_per_gpu") return p.model_tflops_per_gpu;
+  if (metric == "hardware_tflops_per_gpu") return p.hardware_tflops_per_gpu;
+  return p.mfu;
+}
+
+// A row field, else the table default, else nullptr.
+const nlohmann::json* field(const nlohmann::json& row, const nlohmann::json& defaults, const char* key) {
+  if (row.contains(key)) return &row.at(key);
+  if (defaults.contains(key)) return &defaults.at(key);
+  return nullptr;
+}
+
+const nlohmann::json& required(const nlohmann::json& row, const nlohmann::json& defaults, const char* key,
+                               const std::string& where) {
+  const nlohmann::json* v = field(row, defaults, key);
+  if (!v) throw InputError(where, key, "missing (neither in the row nor in \"defaults\")");
+  return *v;
+}
+
+// "fix" of the defaults, overridden key by key by the row's, as a --fix string.
+std::string fixed_axes_text(const nlohmann::json& row, const nlohmann::json& defaults, const std::string& where) {
+  nlohmann::json merged = nlohmann::json::object();
+  for (const nlohmann::json* src : {defaults.contains("fix") ? &defaults.at("fix") : nullptr,
+                                    row.contains("fix") ? &row.at("fix") : nullptr}) {
+    if (!src) continue;
+    if (!src->is_object()) throw InputError(where, "fix", "expected an object");
+    for (auto it = src->begin(); it != src->end(); ++it) merged[it.key()] = it.value();
+  }
+  std::string text;
+  for (auto it = merged.begin(); it != merged.end(); ++it) {
+    const nlohmann::json& v = it.value();
+    std::string value = v.is_string() ? v.get<std::string>() : v.is_boolean() ? (v.get<bool>() ? "true" : "false")
+                                                                                : v.dump();
+    text += (text.empty() ? "" : ",") + it.key() + "=" + value;
+  }
+  return text;
+}
+
+// The axes of a layout that `fix` leaves to the search.
+std::string unpinned_axes(const FixedAxes& f) {
+  std::string out;
+  auto add = [&](bool pinned, const char* name) {
+    if (!pinned) out += (out.empty() ? "" : ",") + std::string(name);
+  };
+  add(f.dp.has_value(), "dp");
+  add(f.tp.has_value(), "tp");
+  add(f.pp.has_value(), "pp");
+  add(f.vpp.has_value(), "vpp");
+  add(f.zero.has_value(), "zero");
+  add(f.micro_batch.has_value(), "micro_batch");
+  add(f.recompute.has_value(), "recompute");
+  add(f.sequence_parallel.has_value(), "sequence_parallel");
+  add(f.offload.has_value(), "offload");
+  return out;
+}
+
+}  // namespace
+
+double PublishedTableResult::mean_abs_error(bool include_approximate) const {
+  double sum = 0;
+  size_t n = 0;
+  for (const PublishedRowResult& r : rows)
+    if (include_approximate || r.approximate.empty()) sum += std::abs(r.error()), ++n;
+  return n == 0 ? 0 : sum / static_cast<double>(n);
+}
+
+double PublishedTableResult::max_abs_error(bool include_approximate) const {
+  double worst = 0;
+  for (const PublishedRowResult& r : rows)
+    if (include_approximate || r.approximate.empty()) worst = std::max(worst, std::abs(r.error()));
+  return worst;
+}
+
+size_t PublishedTableResult::exact_rows() const {
+  return static_cast<size_t>(
+      std::count_if(rows.begin(), rows.end(), [](const PublishedRowResult& r) { return r.approximate.empty(); }));
+}
+
+std::string PublishedTableResult::bias(bool include_approximate) const {
+  double sum = 0;
+  for (const PublishedRowResult& r : rows)
+    if (include_approximate || r.approximate.empty()) sum += r.error();
+  const bool faster = metric == "step_time_s" ? sum < 0 : sum > 0;
+  return faster ? "optimistic" : "pessimistic";
+}
+
+namespace {
+
+// The search request of one row: its model, cluster, job and pinned (published) axes.
+SearchRequest published_row_request(const nlohmann::json& row, const nlohmann::json& defaults,
+                                    const nlohmann::json& models,
+                                    const std::function<ClusterSpec(const std::string&)>& cluster_for,
+                                    const std::string& base_dir, const std::string& where) {
+  // The model: an inline config.json object, or a path relative to the document.
+  const std::string key = required(row, defaults, "model", where).get<std::string>();
+  if (!models.contains(key)) throw InputError(where, "model", "no model \"" + key + "\" in \"models\"");
+  const nlohmann::json& model = models.at(key);
+  const int64_t seq = required(row, defaults, "seq", where).get<int64_t>();
+  SearchRequest req;
+  if (model.is_string()) {
+    req.model = load_model_spec((std::filesystem::path(base_dir) / model.get<std::string>()).string(), seq);
+  } else {
+    req.model = model_spec_from_json(model, where, seq);
+    if (req.model.name.empty()) req.model.name = key;
+  }
+  req.cluster = cluster_for(required(row, defaults, "cluster", where).get<std::string>());
+  req.gpus = required(row, defaults, "gpus", where).get<int64_t>();
+  req.job.global_batch = required(row, defaults, "global_batch", where).get<int64_t>();
+  if (const nlohmann::json* p = field(row, defaults, "precision"))
+    req.job.precision = precision_from_string(p->get<std::string>(), where);
+  if (const nlohmann::json* g = field(row, defaults, "fp32_grads")) req.job.fp32_grads = g->get<bool>();
+  if (const nlohmann::json* f = field(row, defaults, "flash_attention")) req.job.flash_attention = f->get<bool>();
+  req.fixed = parse_fixed_axes(fixed_axes_text(row, defaults, where));
+  req.top_k = 1;
+  return req;
+}
+
+}  // namespace
+
+PublishedTableResult validate_published_table(
+    const nlohmann::json& data, const std::function<ClusterSpec(const std::string&)>& cluster_for,
+    const std::string& base_dir) {
+  const std::string doc = data.value("name", std::string("published table"));
+  if (data.value("schema", std::string()) != "sextant-published-table/1")
+    throw InputError(doc, "schema", "expected \"sextant-published-table/1\"");
+  PublishedTableResult result;
+  result.name = doc;
+  result.source = data.value("source", std::string());
+  result.metric = data.value("metric", std::string());
+  if (std::find(std::begin(kMetrics), std::end(kMetrics), result.metric) == std::end(kMetrics))
+    throw InputError(doc, "metric",
+                     "expected tokens_per_s_per_gpu, step_time_s, tflops_per_gpu, hardware_tflops_per_gpu or mfu");
+  if (!data.contains("rows") || !data.at("rows").is_array()) throw InputError(doc, "rows", "expected an array");
+  const nlohmann::json defaults = data.value("defaults", nlohmann::json::object());
+  const nlohmann::json models = data.value("models", nlohmann::json::object());
+  for (const nlohmann::json& row : data.at("rows")) {
+    const std::string name = row.value("name", std::string("row"));
+    const std::string where = doc + ": " + name;
+    if (!row.contains("published") || !row.at("published").contains(result.metric))
+      throw InputError(where, "published", "no published " + result.metric);
+    const SearchRequest req = published_row_request(row, defaults, models, cluster_for, base_dir, where);
+    const SearchResult found = search(req);
+    if (found.candidates.empty()) throw InputError(where, "fix", "no layout matches the published one");
+    const Candidate& best = found.candidates.front();
+    PublishedRowResult r;
+    r.name = name;
+    r.published = row.at("published").at(result.metric).get<double>();
+    r.predicted = metric_of(result.metric, best.prediction, req.gpus);
+    r.feasible = best.prediction.feasible;
+    r.approximate = row.value("approximate", std::string());
+    r.layout = layout_to_string(best.layout);
+    r.unpublished = unpinned_axes(req.fixed);
+    result.rows.push_back(r);
+  }
+  return result;
+}
+
+std::string published_table_report(const PublishedTableResult& result) {
+  std::ostringstream out;
+  out << std::fixed << result.name << " (" << result.metric << ")\n"
+      << "row                      published   predicted   error  layout predicted\n";
+  bool any_approximate = false;
+  for (const PublishedRowResult& r : result.rows) {
+    const int digits = r.published >= 100 ? 0 : 2;
+    out << std::left << std::setw(22) << r.name << (r.approximate.empty() ? "  " : " *") << std::right
+        << std::setprecision(digits) << std::setw(10) << r.published << std::setw(12) << r.predicted
+        << std::setprecision(1) << std::setw(7) << 100 * r.error() << "%  " << r.layout
+        << (r.unpublished.empty() ? "" : "  [searched: " + r.unpublished + "]")
+        << (r.feasible ? "" : "  (does not fit)") << "\n";
+    any_approximate = any_approximate || !r.approximate.empty();
+  }
+  out << std::setprecision(2) << "exact rows (" << result.exact_rows() << "): mean |error| "
+      << 100 * result.mean_abs_error() << "%, max |error| " << 100 * result.max_abs_error() << "%, "
+      << result.bias() << "\n";
+  if (any_approximate)
+    out << "all rows (" << result.rows.size() << ", * = published setting approximated, see the data "
+        << "file's \"approximate\"): mean |error| " << 100 * result.mean_abs_error(true) << "%, max |error| "
+        << 100 * result.max_abs_error(true) << "%, " << result.bias(true) << "\n";
   return out.str();
 }
 
