@@ -10,13 +10,23 @@ with backward counted as 2.5x forward, as FlashAttention-2 counts); kernel launc
 Where the NT and NN grids lack a point the other layout measured at that shape, the other
 layout's value fills it; a point neither measured takes the next smaller m (both listed in
 "gemm_filled").
-  scripts/kernel_table.py FIGURES.json NAME > profiles/kernels/NAME.json
+  scripts/kernel_table.py FIGURES.json NAME [--cross-entropy FWD_GBPS FWD_BWD_GBPS BYTES NOTE] > profiles/kernels/NAME.json
+
+--cross-entropy replaces the cross-entropy rates with the trainer's own fused kernel's
+(forward reads the 16-bit logits; backward reads them and writes their gradient), as
+bench/gpu/bench_kernels measured them; the figures' PyTorch-eager rates stay in the table
+under reference_gb_per_s (the cost model does not read them).
 """
 import json
 import sys
 
 fig = json.load(open(sys.argv[1]))
 name = sys.argv[2]
+own_ce = None
+if len(sys.argv) > 3:
+    if sys.argv[3] != "--cross-entropy" or len(sys.argv) != 8:
+        sys.exit(__doc__)
+    own_ce = (float(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6]), sys.argv[7])
 gemm = {"NT": {}, "NN": {}}
 for r in fig["gemm_bf16"]:
     if r["layout"] in gemm:
@@ -54,11 +64,20 @@ for r in fig["memory_bound_bf16"]:
     memory.setdefault(kind, []).append([r["bytes"], round(r["gb_per_s"], 1)])
 for v in memory.values():
     v.sort()
+ce_note = ""
+reference = {}
+if own_ce:
+    fwd, fwd_bwd, nbytes, note = own_ce
+    reference["cross_entropy_pytorch_eager"] = memory.pop("cross_entropy")
+    reference["cross_entropy_pytorch_eager_fwd_bwd"] = memory.pop("cross_entropy_fwd_bwd")
+    memory["cross_entropy"] = [[nbytes, fwd]]
+    memory["cross_entropy_fwd_bwd"] = [[3 * nbytes, fwd_bwd]]
+    ce_note = " Cross-entropy: " + note + "."
 attention = [[a["s"], a["d"], a["b"] * a["heads"], round(a["fwd_tflops_full_square"], 1),
               round(a["fwd_bwd_tflops_full_square"], 1)] for a in fig["sdpa_causal_bf16"]]
 out = {
     "name": name,
-    "source": fig["source"] + " Method: " + fig["method"] + ". Regrouped by scripts/kernel_table.py.",
+    "source": fig["source"] + " Method: " + fig["method"] + "." + ce_note + " Regrouped by scripts/kernel_table.py.",
     "device": fig["device"],
     "date": fig["date"],
     "launch_us": round(fig["launch"]["device_s_per_tiny_kernel"] * 1e6, 2),
@@ -66,6 +85,7 @@ out = {
     "gemm_bf16_tflops": {l: [[*s, round(gemm[l][s], 1)] for s in shapes] for l in ("NT", "NN")},
     "gemm_filled": filled,
     "memory_bound_gb_per_s": memory,
+    "reference_gb_per_s": reference,
     "attention_causal_tflops": {"columns": ["s", "d", "batch_x_heads", "fwd", "fwd_bwd"], "rows": attention},
 }
 text = json.dumps(out, separators=(",", ":"))
