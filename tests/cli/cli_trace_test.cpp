@@ -1,5 +1,5 @@
 // `sextant execute --trace` under mpirun: one process per rank named by its coordinates,
-// every rank's forward and backward of each micro-batch, and only the names of the
+// every rank's forward and backward of each of the 4 micro-batches, and only the names of the
 // predicted trace's vocabulary (planner/timeline.h).
 #include <map>
 #include <nlohmann/json.hpp>
@@ -58,8 +58,8 @@ TEST_F(CliTrace, ExecuteTraceHasAProcessPerRankAndThePredictedVocabulary) {
   EXPECT_EQ(names[0], "rank 0 (stage 0, dp 0, tp 0)");
   EXPECT_EQ(names[1], "rank 1 (stage 1, dp 0, tp 0)");
   for (int64_t rank : {0, 1}) {
-    EXPECT_EQ(micro_batches[rank]["forward"], (std::set<int64_t>{0, 1})) << rank;
-    EXPECT_EQ(micro_batches[rank]["backward"], (std::set<int64_t>{0, 1})) << rank;
+    EXPECT_EQ(micro_batches[rank]["forward"], (std::set<int64_t>{0, 1, 2, 3})) << rank;
+    EXPECT_EQ(micro_batches[rank]["backward"], (std::set<int64_t>{0, 1, 2, 3})) << rank;
     EXPECT_EQ(micro_batches[rank].count("optimizer"), 1u) << rank;
   }
   EXPECT_EQ(micro_batches[0].count("p2p send"), 1u);
