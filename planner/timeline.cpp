@@ -196,8 +196,10 @@ Timeline plan_timeline(const PlanFile& plan, const ClusterSpec& cluster, const s
   const double scale = plan.prediction.time.step_s / step_s;
   Timeline t = build_timeline(plan.layout, *c.table, c.prediction.time, scale);
   // predict() and the timeline share their terms; a term added to one only is a bug here.
-  if (!(std::abs(t.span_us() / 1e6 - plan.prediction.time.step_s) <= 1e-6 * plan.prediction.time.step_s))
-    throw std::logic_error("timeline: span differs from the predicted step; a term of predict() is not drawn");
+  if (!(std::abs(t.span_us() / 1e6 - plan.prediction.time.step_s) <=
+        1e-6 * plan.prediction.time.step_s))
+    throw std::logic_error(
+        "timeline: span differs from the predicted step; a term of predict() is not drawn");
   t.about["predicted_step_s"] = plan.prediction.time.step_s;
   t.about["model"] = plan.model.name;
   t.about["cluster"] = plan.cluster.name;
