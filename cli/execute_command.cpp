@@ -33,6 +33,9 @@ void add_execute_command(CLI::App& app, ExecuteOptions& o) {
   cmd->add_flag(
       "--fp64", o.fp64,
       "Train an fp32 plan entirely in float64 on CPU ranks (equivalence checks; not stored)");
+  cmd->add_option("--trace", o.trace_path,
+                  "Write one measured step as Chrome trace JSON (Perfetto), one process per rank");
+  cmd->add_option("--trace-step", o.trace_step, "The step --trace records (default: the last)");
 }
 
 namespace {

@@ -15,6 +15,7 @@
 #include "cli/compare_command.h"
 #include "cli/export_command.h"
 #include "cli/plan_command.h"
+#include "cli/simulate_command.h"
 #include "cost_model/error.h"
 
 namespace {
@@ -65,6 +66,8 @@ int main(int argc, char** argv) {
   sextant::add_calibrate_command(app, calibrate_options);
   sextant::ExportOptions export_options;
   sextant::add_export_command(app, export_options);
+  sextant::SimulateOptions simulate_options;
+  sextant::add_simulate_command(app, simulate_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -80,6 +83,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("compare")) sextant::run_compare(compare_options, std::cout);
     if (app.got_subcommand("calibrate")) sextant::run_calibrate(calibrate_options, std::cout);
     if (app.got_subcommand("export")) sextant::run_export(export_options, std::cout);
+    if (app.got_subcommand("simulate")) sextant::run_simulate(simulate_options, std::cout);
   } catch (const sextant::InputError& e) {
     std::cerr << "sextant: error: " << e.what() << "\n";
     return 2;

@@ -77,8 +77,12 @@ StageTable build_stage_table(const ModelGraph& graph, const LayerContext& ctx, i
   table.p2p_bytes = activation_bytes / static_cast<double>(ctx.tp);
   double p2p_one_s = collective_time_s(Collective::send_recv, table.p2p_bytes, pp_links);
   if (!ctx.sequence_parallel) p2p_one_s += collective_time_s(Collective::all_gather, activation_bytes, ctx.tp_links);
-  for (int64_t g = 0; g < chunks; ++g)
+  table.chunk_times.assign(static_cast<size_t>(chunks), ChunkTime{});
+  for (int64_t g = 0; g < chunks; ++g) {
     table.stages[static_cast<size_t>(g % pp)].p2p_s += (g < chunks - 1 ? p2p_one_s : 0.0) + (g > 0 ? p2p_one_s : 0.0);
+    table.chunk_times[static_cast<size_t>(g)].fwd_p2p_s = g < chunks - 1 ? p2p_one_s : 0.0;
+    table.chunk_times[static_cast<size_t>(g)].bwd_p2p_s = g > 0 ? p2p_one_s : 0.0;
+  }
 
   // Walk the layers again, each into its chunk; chunk g runs on stage g mod pp.
   size_t chunk = 0;
@@ -96,6 +100,12 @@ StageTable build_stage_table(const ModelGraph& graph, const LayerContext& ctx, i
     s.workspace_bytes = std::max(s.workspace_bytes, c.workspace_bytes);
     s.model_flops += 3 * c.fwd_flops;
     s.hardware_flops += 3 * c.fwd_flops + c.recompute_flops;
+    ChunkTime& ct = table.chunk_times[chunk];
+    ct.fwd_compute_s += c.fwd_compute_s;
+    ct.bwd_compute_s += c.bwd_compute_s;
+    ct.recompute_s += c.recompute_s;
+    ct.fwd_tp_comm_s += c.fwd_tp_comm_s;
+    ct.bwd_tp_comm_s += c.bwd_tp_comm_s;
     if (n.kind == LayerKind::block) {
       ++s.blocks;
       s.block_params += c.params;
@@ -123,6 +133,17 @@ StageTable build_stage_table(const ModelGraph& graph, const LayerContext& ctx, i
     if (!seen) table.distinct_stages.push_back(i);
   }
   return table;
+}
+
+double walked_pipeline_s(const StageTable& table, int64_t m) {
+  const size_t pp = static_cast<size_t>(table.pp), vpp = static_cast<size_t>(table.vpp);
+  std::vector<std::vector<double>> fwd_s(pp, std::vector<double>(vpp)), bwd_s(pp, std::vector<double>(vpp));
+  for (size_t g = 0; g < table.chunk_times.size(); ++g) {
+    fwd_s[g % pp][g / pp] = table.chunk_times[g].fwd_s();
+    bwd_s[g % pp][g / pp] = table.chunk_times[g].bwd_s();
+  }
+  // The p2p sends are part of each chunk's time (ChunkTime), as in the stage totals.
+  return simulate(make_schedule(table.pp, table.vpp, m), fwd_s, bwd_s, 0.0).step_s;
 }
 
 MemoryBreakdown predict_memory(const ClusterSpec& cluster, const JobSpec& job,
@@ -160,7 +181,8 @@ MemoryBreakdown predict_memory(const ClusterSpec& cluster, const JobSpec& job,
 }
 
 Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSpec& model,
-                   const ParallelLayout& l, const StageTable& table, const GroupLinks& dp_links) {
+                   const ParallelLayout& l, const StageTable& table, const GroupLinks& dp_links,
+                   double walked_s) {
   Prediction p;
   const DeviceSpec& dev = cluster.device;
   const StateBytes per = state_bytes(job);
@@ -171,8 +193,9 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
   const StageSummary* slowest = &table.stages[static_cast<size_t>(table.slowest_stage)];
   const double sum_s = table.sum_stage_s;
   const double max_s = slowest->total_s();
-  const double pipeline_s = l.vpp == 1 ? (m - 1) * max_s + sum_s
-                                       : m * max_s + (sum_s - max_s) / static_cast<double>(l.vpp);
+  const double closed_s = l.vpp == 1 ? (m - 1) * max_s + sum_s
+                                     : m * max_s + (sum_s - max_s) / static_cast<double>(l.vpp);
+  const double pipeline_s = walked_s > 0 ? walked_s : closed_s;
   TimeBreakdown& t = p.time;
   t.compute_s = m * slowest->compute_s;
   t.vector_s = m * slowest->vector_s;

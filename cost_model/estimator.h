@@ -49,6 +49,17 @@ struct StageSummary {
   double total_s() const { return compute_s + tp_comm_s + p2p_s; }
 };
 
+// One chunk's work for one micro-batch, split as the pipeline timeline draws it
+// (planner/timeline.h). Summed over a stage's chunks: compute_s, tp_comm_s and p2p_s.
+struct ChunkTime {
+  double fwd_compute_s = 0, bwd_compute_s = 0, recompute_s = 0;
+  double fwd_tp_comm_s = 0, bwd_tp_comm_s = 0;
+  double fwd_p2p_s = 0;  // sending the activation to the next chunk (none from the last)
+  double bwd_p2p_s = 0;  // sending the input gradient to the previous chunk (none from the first)
+  double fwd_s() const { return fwd_compute_s + fwd_tp_comm_s + fwd_p2p_s; }
+  double bwd_s() const { return recompute_s + bwd_compute_s + bwd_tp_comm_s + bwd_p2p_s; }
+};
+
 struct StageTable {
   int64_t pp = 1, vpp = 1;
   std::vector<int64_t> blocks_per_chunk;  // global chunk order
@@ -59,6 +70,7 @@ struct StageTable {
   std::vector<int64_t> distinct_stages;
   int64_t slowest_stage = 0;
   double sum_stage_s = 0;  // Σ total_s over all stages
+  std::vector<ChunkTime> chunk_times;  // by global chunk
 };
 
 // One chunk of a stage partition: global chunk g (in schedule order) runs on stage g mod pp
@@ -80,6 +92,11 @@ std::vector<ChunkSpec> chunks_of(const StageTable& table);
 // pp_links: the links between neighbouring stages.
 StageTable build_stage_table(const ModelGraph& graph, const LayerContext& ctx, int64_t pp,
                              int64_t vpp, const GroupLinks& pp_links);
+
+// The pipeline's time for one step of m micro-batches, walked on the schedule table
+// (cost_model/schedule.h: simulate) with each chunk's ChunkTime; exact where the closed
+// form in predict() is not (stages that differ). Costs O(pp·vpp·m): for final candidates.
+double walked_pipeline_s(const StageTable& table, int64_t micro_batches);
 
 struct MemoryBreakdown {
   int64_t stage = 0;  // the most loaded pipeline stage
@@ -110,9 +127,11 @@ struct Prediction {
 MemoryBreakdown predict_memory(const ClusterSpec& cluster, const JobSpec& job,
                                const ParallelLayout& layout, const StageTable& table);
 
+// walked_s: the pipeline's time from walked_pipeline_s; 0 takes the closed form, which the
+// search ranks every layout by (its final candidates are walked, planner/search.cpp).
 Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSpec& model,
                    const ParallelLayout& layout, const StageTable& table,
-                   const GroupLinks& dp_links);
+                   const GroupLinks& dp_links, double walked_s = 0);
 
 nlohmann::json prediction_to_json(const Prediction& prediction);
 // Inverse of prediction_to_json (feasible and capacity are not part of it); InputError

@@ -2,10 +2,8 @@
 #include "cost_model/schedule.h"
 
 #include <algorithm>
-#include <map>
 #include <sstream>
 #include <stdexcept>
-#include <tuple>
 
 namespace sextant {
 
@@ -45,12 +43,18 @@ Schedule make_schedule(int64_t pp, int64_t vpp, int64_t m) {
 SimulationResult simulate(const Schedule& s, const std::vector<std::vector<double>>& fwd_s,
                           const std::vector<std::vector<double>>& bwd_s, double p2p_s) {
   const int64_t p = s.stages, v = s.chunks;
-  // finish[(op, micro, global chunk)] where global chunk g = chunk * p + stage.
-  std::map<std::tuple<int, int64_t, int64_t>, double> finish;
+  // finish[(op·m + micro)·p·v + g], global chunk g = chunk·p + stage; < 0 until it ran.
+  // A flat table: the planner walks its final candidates' schedules (thousands of ops).
+  const int64_t m = s.micro_batches;
+  std::vector<double> finish(static_cast<size_t>(2 * m * p * v), -1.0);
+  auto at = [&](int kind, int64_t micro, int64_t g) -> double& {
+    return finish[static_cast<size_t>((kind * m + micro) * p * v + g)];
+  };
   std::vector<size_t> next(static_cast<size_t>(p), 0);
   std::vector<double> free_at(static_cast<size_t>(p), 0.0);
   SimulationResult result;
   result.peak_in_flight.assign(static_cast<size_t>(p), 0);
+  for (const auto& ops : s.ops) result.start_s.emplace_back(ops.size(), 0.0);
   std::vector<int64_t> in_flight(static_cast<size_t>(p), 0);
   size_t remaining = 0;
   for (const auto& ops : s.ops) remaining += ops.size();
@@ -65,9 +69,9 @@ SimulationResult simulate(const Schedule& s, const std::vector<std::vector<doubl
         double ready = 0;
         bool deps_done = true;
         auto need = [&](int kind, int64_t gg, double extra) {
-          auto it = finish.find({kind, op.micro_batch, gg});
-          if (it == finish.end()) deps_done = false;
-          else ready = std::max(ready, it->second + extra);
+          const double done = at(kind, op.micro_batch, gg);
+          if (done < 0) deps_done = false;
+          else ready = std::max(ready, done + extra);
         };
         if (op.op == PipeOp::forward) {
           if (g > 0) need(0, g - 1, p2p_s);
@@ -77,9 +81,10 @@ SimulationResult simulate(const Schedule& s, const std::vector<std::vector<doubl
         }
         if (!deps_done) break;
         const double start = std::max(ready, free_at[static_cast<size_t>(stage)]);
+        result.start_s[static_cast<size_t>(stage)][i] = start;
         const auto& dur = op.op == PipeOp::forward ? fwd_s : bwd_s;
         const double end = start + dur[static_cast<size_t>(stage)][static_cast<size_t>(op.chunk)];
-        finish[{op.op == PipeOp::forward ? 0 : 1, op.micro_batch, g}] = end;
+        at(op.op == PipeOp::forward ? 0 : 1, op.micro_batch, g) = end;
         free_at[static_cast<size_t>(stage)] = end;
         int64_t& f = in_flight[static_cast<size_t>(stage)];
         f += op.op == PipeOp::forward ? 1 : -1;

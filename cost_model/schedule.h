@@ -40,6 +40,7 @@ int64_t max_in_flight_chunks(int64_t pp, int64_t vpp, int64_t micro_batches, int
 struct SimulationResult {
   double step_s = 0;
   std::vector<int64_t> peak_in_flight;  // per stage, chunk-micro-batches
+  std::vector<std::vector<double>> start_s;  // start_s[stage][i]: when schedule.ops[stage][i] starts
 };
 
 // Runs the table: an op starts when its stage is free and its input has arrived

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "cost_model/schedule.h"
+#include "executor/trace_recorder.h"
 
 namespace sextant {
 
@@ -98,38 +99,47 @@ torch::Tensor Stage::run_schedule(const torch::Tensor& tokens, double loss_scale
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
   for (auto& g : groups_) g->begin_step(m);
   const Schedule schedule = make_schedule(pp, layout_.vpp, m);
+  TraceRecorder* trace = clock ? clock->trace() : nullptr;  // the traced step only
+  // Pipeline messages of micro-batch j, chunk c (p2p events of the traced step).
+  auto receive = [&](int64_t from, int message, int64_t j, int64_t c) {
+    torch::Tensor t = torch::empty(activation_shape, torch::TensorOptions().dtype(dtype_).device(device_));
+    const TraceSpan span(trace, trace_name::p2p_recv, "p2p", TraceThread::p2p, j, c);
+    link.recv(t, static_cast<int>(from), message);
+    return t;
+  };
+  auto send = [&](const torch::Tensor& t, int64_t to, int message, int64_t j, int64_t c) {
+    const TraceSpan span(trace, trace_name::p2p_send, "p2p", TraceThread::p2p, j, c);
+    link.send(t, static_cast<int>(to), message);
+  };
   for (const ScheduleOp& op : schedule.ops[static_cast<size_t>(stage)]) {
     const Chunk& chunk = chunks_[static_cast<size_t>(op.chunk)];
-    const int64_t g = op.chunk * pp + stage;
-    Slot& slot = slots[{op.micro_batch, op.chunk}];
+    const int64_t g = op.chunk * pp + stage, j = op.micro_batch;
+    Slot& slot = slots[{j, op.chunk}];
     const PhaseScope phase(clock, op.op == PipeOp::forward ? StepPhase::forward : StepPhase::backward);
     if (op.op == PipeOp::forward) {
-      const torch::Tensor sample = tokens[op.micro_batch];
-      if (chunk.spec.embedding) {
-        slot.input = sample.narrow(1, 0, seq);
-      } else {
-        slot.input = torch::empty(activation_shape, torch::TensorOptions().dtype(dtype_).device(device_));
-        link.recv(slot.input, static_cast<int>((g - 1) % pp), tag(op.micro_batch, g, 0));
-        slot.input.requires_grad_(true);
+      const torch::Tensor sample = tokens[j];
+      if (chunk.spec.embedding) slot.input = sample.narrow(1, 0, seq);
+      else slot.input = receive((g - 1) % pp, tag(j, g, 0), j, op.chunk).requires_grad_(true);
+      {
+        const TraceSpan span(trace, trace_name::forward, "compute", TraceThread::compute, j, op.chunk);
+        slot.output = forward_chunk(chunk, slot.input, sample.narrow(1, 1, seq));
       }
-      slot.output = forward_chunk(chunk, slot.input, sample.narrow(1, 1, seq));
       if (chunk.spec.head) {
         slot.output = slot.output * loss_scale;
         loss_sum += slot.output.detach().to(torch::kDouble).reshape({});
       } else {
-        link.send(slot.output.detach().contiguous(), static_cast<int>((g + 1) % pp), tag(op.micro_batch, g + 1, 0));
+        send(slot.output.detach().contiguous(), (g + 1) % pp, tag(j, g + 1, 0), j, op.chunk);
       }
     } else {
-      if (chunk.spec.head) {
-        torch::autograd::backward({slot.output});
-      } else {
-        torch::Tensor grad = torch::empty(activation_shape, torch::TensorOptions().dtype(dtype_).device(device_));
-        link.recv(grad, static_cast<int>((g + 1) % pp), tag(op.micro_batch, g, 1));
-        torch::autograd::backward({slot.output}, {grad});
+      const torch::Tensor grad = chunk.spec.head ? torch::Tensor() : receive((g + 1) % pp, tag(j, g, 1), j, op.chunk);
+      {
+        const TraceSpan span(trace, trace_name::backward, "compute", TraceThread::compute, j, op.chunk);
+        if (chunk.spec.head) torch::autograd::backward({slot.output});
+        else torch::autograd::backward({slot.output}, {grad});
       }
       if (!chunk.spec.embedding)
-        link.send(slot.input.grad().contiguous(), static_cast<int>((g - 1 + pp) % pp), tag(op.micro_batch, g - 1, 1));
-      slots.erase({op.micro_batch, op.chunk});
+        send(slot.input.grad().contiguous(), (g - 1 + pp) % pp, tag(j, g - 1, 1), j, op.chunk);
+      slots.erase({j, op.chunk});
     }
   }
   link.wait_sends();

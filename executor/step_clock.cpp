@@ -3,6 +3,8 @@
 
 #include <stdexcept>
 
+#include "executor/trace_recorder.h"
+
 #ifdef SEXTANT_HAVE_CUDA
 #include <cuda_runtime_api.h>
 #endif
@@ -52,6 +54,7 @@ void StepClock::start() {
   running_ = true;
   phase_ = StepPhase::none;
   enter(StepPhase::none);
+  if (trace_) trace_->start();
 }
 
 void StepClock::enter(StepPhase phase) {

@@ -16,6 +16,8 @@
 
 namespace sextant {
 
+class TraceRecorder;  // executor/trace_recorder.h
+
 struct StepTimes {
   double forward_s = 0, backward_s = 0, optimizer_s = 0, comm_wait_s = 0;
 };
@@ -36,6 +38,10 @@ class StepClock {
   // The step's last mark and its parts (on a GPU: waits for the step's last event); all
   // zero when no step was started.
   StepTimes finish();
+  // The recorder of this step's timeline (execute --trace), started by start(); null on
+  // the steps not traced.
+  void set_trace(TraceRecorder* trace) { trace_ = trace; }
+  TraceRecorder* trace() const { return trace_; }
 
  private:
   struct Mark {
@@ -46,6 +52,7 @@ class StepClock {
   void* next_event();
 
   bool gpu_ = false, running_ = false;
+  TraceRecorder* trace_ = nullptr;
   StepPhase phase_ = StepPhase::none;
   std::vector<Mark> marks_;
   std::vector<void*> events_;  // every event made, reused step after step

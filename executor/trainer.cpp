@@ -69,12 +69,17 @@ torch::ScalarType working_dtype(Precision precision, const std::string& plan_pat
 
 OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& groups,
                                    const std::vector<ParamGroup*>& tied, CommGroups& comm, LossScaler& scaler,
-                                   const AdamConfig& adam, int64_t step, const torch::Tensor& local_loss) {
+                                   const AdamConfig& adam, int64_t step, const torch::Tensor& local_loss,
+                                   TraceRecorder* trace) {
   const ParallelLayout& l = comm.layout;
-  for (auto& g : groups) g->finish_gradients();
-  for (auto& g : groups)
-    if (l.sequence_parallel && g->tp_replicated()) comm.tp->all_reduce(g->owned_grad());
-  for (ParamGroup* g : tied) comm.embedding->all_reduce(g->owned_grad());
+  {
+    const TraceSpan span(trace, trace_name::dp_reduce, "dp-exposed", TraceThread::dp_comm);
+    for (auto& g : groups) g->finish_gradients();
+    for (auto& g : groups)
+      if (l.sequence_parallel && g->tp_replicated()) comm.tp->all_reduce(g->owned_grad());
+    for (ParamGroup* g : tied) comm.embedding->all_reduce(g->owned_grad());
+  }
+  const TraceSpan span(trace, trace_name::optimizer, "optimizer", TraceThread::compute);
 
   OptimizerStepResult out;
   const auto scalar = torch::TensorOptions().dtype(torch::kDouble).device(local_loss.device());
@@ -144,7 +149,7 @@ StepStats train_step(Stage& stage, CommGroups& comm, const PlanFile& plan, const
   OptimizerStepResult r;
   {
     const PhaseScope phase(&clock, StepPhase::optimizer);
-    r = optimizer_step(stage.groups(), stage.tied_groups(), comm, scaler, adam, step, local_loss);
+    r = optimizer_step(stage.groups(), stage.tied_groups(), comm, scaler, adam, step, local_loss, clock.trace());
   }
   const StepTimes t = clock.finish();
 
@@ -308,6 +313,41 @@ class RunRecorder {
   int64_t run_id_ = 0;
 };
 
+// --trace names a file in an existing folder, --trace-step a step this run takes.
+void check_trace(const ExecuteOptions& o) {
+  if (o.trace_path.empty()) {
+    if (o.trace_step >= 0) throw InputError("--trace-step", "", "needs --trace FILE");
+    return;
+  }
+  const std::filesystem::path folder = std::filesystem::path(o.trace_path).parent_path();
+  if (!folder.empty() && !std::filesystem::is_directory(folder))
+    throw InputError("--trace", o.trace_path, "no folder " + folder.string() + " to write the trace in");
+  if (o.trace_step >= o.steps)
+    throw InputError("--trace-step", "", "must be a step of this run, below --steps " + std::to_string(o.steps) +
+                                             " (got " + std::to_string(o.trace_step) + ")");
+}
+
+// execute --trace: the chosen step (default the last) recorded on every rank, then written
+// by rank 0 (collective); the other steps run with no recorder.
+class StepTracer {
+ public:
+  StepTracer(const ExecuteOptions& o, torch::Device device, int rank)
+      : path_(o.trace_path), step_(o.trace_path.empty() ? -1 : o.trace_step >= 0 ? o.trace_step : o.steps - 1),
+        rank_(rank), recorder_(device, rank) {}
+  void before(int64_t step, StepClock& clock) { clock.set_trace(step == step_ ? &recorder_ : nullptr); }
+  void after(int64_t step, const CommGroups& comm, std::ostream& log) {
+    if (step != step_) return;
+    write_measured_trace(path_, recorder_.finish(), comm, step);
+    if (rank_ == 0) log << "trace of step " << step << " written to " << path_ << std::endl;
+  }
+
+ private:
+  std::string path_;
+  int64_t step_;
+  int rank_;
+  TraceRecorder recorder_;
+};
+
 // Everything checked before any work: bad input is refused on every rank alike.
 torch::ScalarType check_input(const PlanFile& plan, const ExecuteOptions& o, int world_size) {
   const ParallelLayout& l = plan.layout;
@@ -322,6 +362,7 @@ torch::ScalarType check_input(const PlanFile& plan, const ExecuteOptions& o, int
   if (o.resume && o.checkpoint_dir.empty()) throw InputError("--resume", "", "needs --checkpoint-dir");
   if (o.keep_checkpoints < 1)
     throw InputError("--keep-checkpoints", "", "must be at least 1 (got " + std::to_string(o.keep_checkpoints) + ")");
+  check_trace(o);
   return dtype;
 }
 
@@ -367,8 +408,10 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
   const double flops_per_step = 3 * ModelGraph(plan.model).fwd_flops_per_token() * tokens_per_step;
   const double peak = plan.cluster.device.peak_flops_per_s(plan.job.precision) * world_size;
   try {
+    StepTracer tracer(o, device, world_rank);
     for (int64_t step = first; step < o.steps; ++step) {
       maybe_inject_fault(world_rank, step);
+      tracer.before(step, clock);
       const StepStats s = train_step(stage, comm, plan, *source, step, adam, scaler, device, clock);
       if (s.skipped && world_rank == 0)
         log << "step " << step << "  skipped: gradients overflowed; loss scale now " << s.loss_scale << std::endl;
@@ -379,6 +422,7 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
                         flops_per_step / s.step_time_s / peak, s.peak_bytes, s.parts.forward_s, s.parts.backward_s,
                         s.parts.optimizer_s, s.parts.comm_wait_s},
                        s.grad_norm, scaler, s.skipped);
+      tracer.after(step, comm, log);
       if (o.checkpoint_every > 0 && !o.checkpoint_dir.empty() && (step + 1) % o.checkpoint_every == 0)
         for (const std::string& problem : save_checkpoint(o.checkpoint_dir, step + 1, stage_state(stage), identity,
                                                           o.keep_checkpoints, *comm.world))

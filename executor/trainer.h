@@ -22,6 +22,7 @@
 #include "executor/loss_scaler.h"
 #include "executor/optimizer.h"
 #include "executor/pipeline.h"
+#include "executor/trace_recorder.h"
 #include "planner/plan_file.h"
 
 namespace sextant {
@@ -49,6 +50,10 @@ struct ExecuteOptions {
   // Train an fp32 plan entirely in float64 on CPU ranks (weights, m, v, gradients,
   // activations, loss, communication), for equivalence checks; such a run is not stored.
   bool fp64 = false;
+  // Chrome trace of one measured step (planner/timeline.h's format, one process per rank),
+  // written by rank 0; trace_step < 0: the last step.
+  std::string trace_path;
+  int64_t trace_step = -1;
 };
 
 // The working dtype a precision trains in (fp32, bf16, fp16); InputError where this
@@ -70,7 +75,8 @@ struct OptimizerStepResult {
 // `tied`: the groups holding a tied embedding on the first and last stage.
 OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& groups,
                                    const std::vector<ParamGroup*>& tied, CommGroups& comm, LossScaler& scaler,
-                                   const AdamConfig& adam, int64_t step, const torch::Tensor& local_loss);
+                                   const AdamConfig& adam, int64_t step, const torch::Tensor& local_loss,
+                                   TraceRecorder* trace = nullptr);
 
 // Runs the job on this rank (MPI initialised by the caller). Rank 0 writes the log lines,
 // the metrics file and the store: the run when it starts, each step as it finishes, and

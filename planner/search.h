@@ -62,4 +62,9 @@ struct SearchResult {
 // multiply to the device count, a global batch that no dp divides, ...).
 SearchResult search(const SearchRequest& request);
 
+// One layout of the request's model on its cluster (request.gpus is ignored: the layout's
+// world), predicted as the search predicts its final candidates: stage table, links, and
+// the pipeline walked on the schedule table. The layout must be one the search allows.
+Candidate evaluate_layout(const SearchRequest& request, const ParallelLayout& layout);
+
 }  // namespace sextant
