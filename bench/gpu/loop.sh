@@ -6,7 +6,9 @@
 # (default bench-gpu-out): sextant.db (profile, plans' predictions, every measured step),
 # compare.txt/json, calibrate.txt, loop.log, and runs.tsv (one line per run).
 #   bench/gpu/loop.sh [cluster]      (default h100-sxm-80gb; about 5 minutes on an H100)
-# Environment: BUILD_DIR (default build-gpu), STEPS (default 15), OUT.
+# Environment: BUILD_DIR (default build-gpu), STEPS (default 15), OUT, PROFILE (1: measure and
+# plan with --profile; 0: plan with the cluster's built-in kernel rates), ONLY (run numbers to
+# run, e.g. "1 3 5"; default all), TRACE (1: also write the measured trace of run 1's last step).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cluster=${1:-h100-sxm-80gb}
@@ -17,8 +19,12 @@ steps=${STEPS:-15}
 db=$out/sextant.db
 rm -f "$db" "$out/runs.tsv"
 profile=$cluster-measured
-echo "== profile ($profile)"
-"$s" profile --name "$profile" --db "$db" >"$out/profile.log" 2>&1 || echo "profile failed: $(tail -3 "$out/profile.log")"
+profile_args=()
+if [ "${PROFILE:-1}" = 1 ]; then
+  echo "== profile ($profile)"
+  "$s" profile --name "$profile" --db "$db" >"$out/profile.log" 2>&1 || echo "profile failed: $(tail -3 "$out/profile.log")"
+  profile_args=(--profile "$profile")
+fi
 
 # model seq global_batch layout (dp=1, tp=1, pp=1 on one GPU; bf16, fp32 gradients)
 runs=(
@@ -41,16 +47,19 @@ i=0
 for r in "${runs[@]}"; do
   read -r model seq gb layout <<<"$r"
   i=$((i + 1))
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $i "* ]]; then continue; fi
   fix="dp=1,tp=1,pp=1,vpp=1,$layout,sequence_parallel=false,offload=none"
   plan=$out/plan-$i.json
   if ! "$s" plan --model "$root/examples/models/$model.json" --cluster "$cluster" --gpus 1 --global-batch "$gb" \
-    --seq "$seq" --precision bf16 --fp32-grads --profile "$profile" --fix "$fix" --top 1 --db "$db" --out "$plan" \
+    --seq "$seq" --precision bf16 --fp32-grads "${profile_args[@]}" --fix "$fix" --top 1 --db "$db" --out "$plan" \
     >"$out/plan-$i.txt" 2>&1; then
     echo "run $i $model $layout: plan failed: $(tail -2 "$out/plan-$i.txt")"
     continue
   fi
   t0=$SECONDS
-  if timeout 240 "$s" execute --plan "$plan" --steps "$steps" --device cuda --db "$db" \
+  trace=()
+  [ "${TRACE:-0}" = 1 ] && [ "$i" = 1 ] && trace=(--trace "$out/trace-$i.json")
+  if timeout 240 "$s" execute --plan "$plan" --steps "$steps" --device cuda --db "$db" "${trace[@]}" \
     --metrics-out "$out/metrics-$i.jsonl" >"$out/execute-$i.log" 2>&1; then
     status=ok
   else
@@ -58,6 +67,10 @@ for r in "${runs[@]}"; do
   fi
   printf '%s\t%s\t%s\t%s\t%s\t%s s\n' "$i" "$model" "$seq" "$layout" "$status" "$((SECONDS - t0))" | tee -a "$out/runs.tsv"
 done
+if [ "${TRACE:-0}" = 1 ] && [ -f "$out/plan-1.json" ]; then
+  "$s" simulate --plan "$out/plan-1.json" --out "$out/predicted-1.json" --db "$db" >/dev/null 2>&1 ||
+    echo "simulate failed"
+fi
 "$s" calibrate --db "$db" >"$out/calibrate.txt" 2>&1; cat "$out/calibrate.txt"
 "$s" compare --db "$db" >"$out/compare.txt" 2>&1; cat "$out/compare.txt"
 "$s" compare --db "$db" --format json >"$out/compare.json" 2>&1
