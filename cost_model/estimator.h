@@ -44,6 +44,9 @@ struct StageSummary {
   double activation_bytes = 0;      // one micro-batch, all chunks
   double head_activation_bytes = 0; // of which the output layer and loss (last chunk only)
   double workspace_bytes = 0;
+  // Held through the whole backward beside any layer's workspace: the word embedding's leaf
+  // gradient when the head shares it on this stage (filled by the head, taken by the embedding).
+  double backward_held_bytes = 0;
   double model_flops = 0;           // one micro-batch, fwd + bwd
   double hardware_flops = 0;        // plus recompute
   double total_s() const { return compute_s + tp_comm_s + p2p_s; }
@@ -54,6 +57,10 @@ struct StageTable {
   std::vector<int64_t> blocks_per_chunk;  // global chunk order
   std::vector<StageSummary> stages;
   double p2p_bytes = 0;
+  // Memory model (cost_model/memory.cpp): the executor's pipeline buffer, one [s (/t under
+  // SP), b, h] activation or gradient, and the int64 tokens [b, s + 1] of one micro-batch.
+  double p2p_buffer_bytes = 0;
+  double micro_batch_token_bytes = 0;
   // Stages with the same blocks, embedding and head cost the same: the first of each kind
   // (which also holds the most micro-batches in flight), so per-layout work is O(kinds).
   std::vector<int64_t> distinct_stages;
@@ -106,7 +113,8 @@ struct Prediction {
   double model_tflops_per_gpu = 0, hardware_tflops_per_gpu = 0, mfu = 0, hfu = 0;
 };
 
-// Memory of every stage's rank under `layout`; returns the most loaded.
+// Memory of every stage's rank under `layout`, itemised as the executor allocates it
+// (cost_model/memory.cpp); returns the most loaded.
 MemoryBreakdown predict_memory(const ClusterSpec& cluster, const JobSpec& job,
                                const ParallelLayout& layout, const StageTable& table);
 
