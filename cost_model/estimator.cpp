@@ -100,6 +100,7 @@ StageTable build_stage_table(const ModelGraph& graph, const LayerContext& ctx, i
     s.hardware_flops += 3 * c.fwd_flops + c.recompute_flops;
     if (n.kind == LayerKind::block) {
       ++s.blocks;
+      s.block_activation_bytes = c.activation_bytes;
       s.block_params += c.params;
     } else if (n.kind == LayerKind::embedding) {
       s.has_embedding = true;

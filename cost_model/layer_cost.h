@@ -24,6 +24,8 @@ struct LayerContext {
   Recompute recompute = Recompute::none;
   bool flash_attention = true;
   GroupLinks tp_links;
+  // Memory as Megatron-LM allocates it (JobSpec::megatron_memory), not sextant's executor.
+  bool megatron_memory = false;
 };
 
 struct LayerCost {

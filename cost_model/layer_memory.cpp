@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cost_model/estimator.h"
 #include "cost_model/model_spec.h"
 
 namespace sextant {
@@ -134,6 +135,7 @@ bool fused_attention(const LayerContext& c) {
 }
 
 double block_activation_bytes(const LayerContext& c) {
+  if (c.megatron_memory) return megatron_block_activation_bytes(c);
   const Shape d = shape_of(c);
   if (c.recompute == Recompute::full)  // layer_function.cpp: the output, the next block's input
     return allocation_bytes(*c.device, d.hs_rows * d.h * d.e);
@@ -150,6 +152,11 @@ double block_activation_bytes(const LayerContext& c) {
 //              tensors, the norm2 output, the residual sum and the context freed;
 //   end:       every leaf gradient, with all of the block's kept tensors freed.
 double block_workspace_bytes(const LayerContext& c, double params) {
+  if (c.megatron_memory) {  // backward rebuilds what recompute dropped, one block at a time
+    LayerContext none = c;
+    none.recompute = Recompute::none;
+    return megatron_block_activation_bytes(none) - megatron_block_activation_bytes(c);
+  }
   const Shape d = shape_of(c);
   const DeviceSpec& dev = *c.device;
   const double mlp_weights = (d.swiglu ? 3 : 2) * d.h * d.f, out_weights = d.q * d.h;
@@ -173,6 +180,7 @@ double block_workspace_bytes(const LayerContext& c, double params) {
 
 double embedding_activation_bytes(const LayerContext& c) {
   const Shape d = shape_of(c);
+  if (c.megatron_memory) return c.model->dropout > 0 ? d.hs_rows * d.h : 0;  // dropout mask
   Tensors k{*c.device};
   k.add(d.hs_rows * d.h * d.e);  // output [s, b, h] (reduced over tp, + positions)
   k.add(d.T * d.e);              // rows·mask: the vocab-shard mask [b, s, 1]
@@ -181,6 +189,7 @@ double embedding_activation_bytes(const LayerContext& c) {
 }
 
 double embedding_workspace_bytes(const LayerContext& c, double params) {
+  if (c.megatron_memory) return 0;
   const Shape d = shape_of(c);
   return allocation_bytes(*c.device, params * d.e);  // leaf gradients (dense [V/t, h])
 }
@@ -188,6 +197,8 @@ double embedding_workspace_bytes(const LayerContext& c, double params) {
 double head_activation_bytes(const LayerContext& c) {
   const Shape d = shape_of(c);
   const double vocab = static_cast<double>(c.model->vocab_size) / d.t;
+  // Megatron-LM: norm input, projection input (gathered under SP), fp32 softmax of the logits.
+  if (c.megatron_memory) return d.hs_rows * d.h * d.e + d.T * d.h * d.e + d.T * vocab * kFp32Bytes;
   Tensors k{*c.device};
   k.add(d.hs_rows * kFp32Bytes, d.layernorm ? 2 : 1);  // final norm's rstd (and mean)
   k.add(d.T * d.h * d.e);                              // final norm output (gathered under SP)
@@ -200,6 +211,7 @@ double head_activation_bytes(const LayerContext& c) {
 double head_workspace_bytes(const LayerContext& c, double params) {
   const Shape d = shape_of(c);
   const double vocab = static_cast<double>(c.model->vocab_size) / d.t;
+  if (c.megatron_memory) return d.T * vocab * d.e;  // logits and their gradient in flight
   // Gradient of the logits beside the logits, and the leaf gradients.
   return allocation_bytes(*c.device, d.T * vocab * d.e) + allocation_bytes(*c.device, params * d.e);
 }

@@ -81,11 +81,15 @@ void comm_buffers(const StageMemoryInput& in, int64_t stage, const StageSummary&
   if (l.zero >= 3) m.comm_buffer_bytes += layer * e + (e < kMasterBytes ? layer / dp * e : 0);
   if (l.offload == Offload::params) m.comm_buffer_bytes += layer * e;
   // ZeRO-2/3 take a layer's gradients after its backward: the flat fp32 copy and the reduced
-  // shard, beside the leaf gradients, once the backward's temporaries are gone. Only what
-  // exceeds the layer's workspace adds.
-  if (l.zero >= 2 && l.dp > 1)
-    m.comm_buffer_bytes +=
-        std::max(0.0, layer * e + layer * kMasterBytes * (1 + 1 / dp) - s.workspace_bytes);
+  // shard, beside the leaf gradients, once the backward has freed the layer's kept tensors
+  // (and, under ZeRO-3, the gathered weights its matmuls kept). That moment adds only what
+  // exceeds the layer's workspace.
+  if (l.zero >= 2 && l.dp > 1) {
+    const double saved_weights = l.zero >= 3 && l.recompute != Recompute::full ? layer * e : 0;
+    const double end_moment =
+        layer * e + layer * kMasterBytes * (1 + 1 / dp) - s.block_activation_bytes - saved_weights;
+    m.comm_buffer_bytes += std::max(0.0, end_moment - s.workspace_bytes);
+  }
   if (l.pp == 1) return;
   const double vpp = static_cast<double>(l.vpp), micro_batches = static_cast<double>(l.grad_accum);
   const double in_flight_per_chunk =
@@ -106,6 +110,7 @@ void comm_buffers(const StageMemoryInput& in, int64_t stage, const StageSummary&
 
 MemoryBreakdown predict_memory(const ClusterSpec& cluster, const JobSpec& job,
                                const ParallelLayout& l, const StageTable& table) {
+  if (job.megatron_memory) return predict_memory_megatron(cluster, job, l, table);
   const StageMemoryInput in{cluster, job, l, table};
   MemoryBreakdown worst;
   for (int64_t i : table.distinct_stages) {

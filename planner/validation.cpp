@@ -34,6 +34,7 @@ SearchRequest request_for(const nlohmann::json& common, const nlohmann::json& ro
   req.job.precision = Precision::fp16;
   req.job.flash_attention = false;
   req.job.fp32_grads = true;
+  req.job.megatron_memory = true;  // the published figures are Megatron-LM's allocations
   std::ostringstream fix;
   const int64_t tp = row.at("tp"), pp = row.at("pp");
   fix << "dp=" << req.gpus / (tp * pp) << ",tp=" << tp << ",pp=" << pp << ",vpp=" << row.at("vpp").get<int64_t>()
@@ -122,6 +123,7 @@ std::vector<ThroughputRow> validate_megatron_h100(const nlohmann::json& data, co
     req.gpus = row.at("gpus").get<int64_t>();
     req.job.global_batch = row.at("global_batch").get<int64_t>();
     req.job.fp32_grads = true;  // Megatron-LM forces fp32 main gradients under --bf16 (as `sextant plan` does)
+    req.job.megatron_memory = true;
     req.fixed = parse_fixed_axes("tp=" + std::to_string(row.at("tp").get<int64_t>()) +
                                  ",pp=" + std::to_string(row.at("pp").get<int64_t>()));
     req.top_k = 1;
