@@ -75,6 +75,9 @@ StageTable build_stage_table(const ModelGraph& graph, const LayerContext& ctx, i
   // over its own link; without sequence parallelism the receiver all-gathers it over tp.
   const double activation_bytes = static_cast<double>(model.seq_len * ctx.micro_batch * model.hidden_size) * elem;
   table.p2p_bytes = activation_bytes / static_cast<double>(ctx.tp);
+  table.p2p_buffer_bytes =
+      activation_bytes / (ctx.sequence_parallel ? static_cast<double>(ctx.tp) : 1.0);
+  table.micro_batch_token_bytes = static_cast<double>(ctx.micro_batch * (model.seq_len + 1)) * 8.0;
   double p2p_one_s = collective_time_s(Collective::send_recv, table.p2p_bytes, pp_links);
   if (!ctx.sequence_parallel) p2p_one_s += collective_time_s(Collective::all_gather, activation_bytes, ctx.tp_links);
   table.chunk_times.assign(static_cast<size_t>(chunks), ChunkTime{});
@@ -108,12 +111,16 @@ StageTable build_stage_table(const ModelGraph& graph, const LayerContext& ctx, i
     ct.bwd_tp_comm_s += c.bwd_tp_comm_s;
     if (n.kind == LayerKind::block) {
       ++s.blocks;
+      s.block_activation_bytes = c.activation_bytes;
       s.block_params += c.params;
     } else if (n.kind == LayerKind::embedding) {
       s.has_embedding = true;
     } else if (n.kind == LayerKind::head) {
       s.has_head = true;
       s.head_activation_bytes = c.activation_bytes;
+      if (model.tied_embeddings && pp == 1)  // the embedding's gradient, from here to its backward
+        s.backward_held_bytes = static_cast<double>(model.vocab_size * model.hidden_size) /
+                                static_cast<double>(ctx.tp) * elem;
       // Tied embeddings across stages: the last stage keeps its own copy of the word
       // embedding for the output projection (Megatron-LM), synchronised by all-reduce.
       if (model.tied_embeddings && pp > 1)
@@ -144,40 +151,6 @@ double walked_pipeline_s(const StageTable& table, int64_t m) {
   }
   // The p2p sends are part of each chunk's time (ChunkTime), as in the stage totals.
   return simulate(make_schedule(table.pp, table.vpp, m), fwd_s, bwd_s, 0.0).step_s;
-}
-
-MemoryBreakdown predict_memory(const ClusterSpec& cluster, const JobSpec& job,
-                               const ParallelLayout& l, const StageTable& table) {
-  const StateBytes per = state_bytes(job);
-  const double dp = static_cast<double>(l.dp);
-  MemoryBreakdown worst;
-  for (int64_t i : table.distinct_stages) {
-    const StageSummary& s = table.stages[static_cast<size_t>(i)];
-    MemoryBreakdown m;
-    m.stage = i;
-    const double n = s.params;
-    const bool params_on_host = l.offload == Offload::params;
-    m.params_bytes = params_on_host ? 0 : n * per.weights / (l.zero >= 3 ? dp : 1.0);
-    m.grads_bytes = n * per.grads / (l.zero >= 2 ? dp : 1.0);
-    m.optimizer_bytes = l.offload != Offload::none ? 0 : n * per.optimizer / (l.zero >= 1 ? dp : 1.0);
-    const int64_t in_flight = max_in_flight_chunks(l.pp, l.vpp, l.grad_accum, i);
-    // Chunk activations times the chunk-micro-batches in flight; the logits of the output
-    // layer live from one micro-batch's forward to its backward, once.
-    m.activations_bytes = (s.activation_bytes - s.head_activation_bytes) / static_cast<double>(l.vpp) *
-                              static_cast<double>(in_flight) +
-                          s.head_activation_bytes;
-    // Communication buffers: gradient buckets for reduce-scatter, ZeRO-3 gathered layers
-    // (current + prefetched), pipeline send/receive tensors.
-    if (l.dp > 1 && l.zero >= 1) m.comm_buffer_bytes += std::min(n, kBucketParams) * per.grads;
-    if (l.zero >= 3 || params_on_host) m.comm_buffer_bytes += 2 * s.largest_layer_params * per.weights;
-    if (l.pp > 1) m.comm_buffer_bytes += 2 * table.p2p_bytes;
-    m.workspace_bytes = s.workspace_bytes;
-    m.reserved_bytes = cluster.device.reserved_bytes;
-    m.peak_bytes = m.params_bytes + m.grads_bytes + m.optimizer_bytes + m.activations_bytes +
-                   m.comm_buffer_bytes + m.workspace_bytes + m.reserved_bytes;
-    if (i == 0 || m.peak_bytes > worst.peak_bytes) worst = m;  // distinct_stages starts at 0
-  }
-  return worst;
 }
 
 Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSpec& model,

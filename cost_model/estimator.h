@@ -29,6 +29,11 @@ struct JobSpec {
   // Megatron-LM keeps fp32 main gradients (4 bytes/param) under 16-bit training;
   // the default is DESIGN.md's 2-byte gradients.
   bool fp32_grads = false;
+  // Memory model: false (default) is what sextant's executor allocates, itemised
+  // (cost_model/memory.cpp); true is Megatron-LM's accounting (cost_model/memory_megatron.cpp:
+  // DESIGN.md's 2 + 2 + 12 bytes per parameter, Korthikanti et al.'s activations), which
+  // the published figures of tests/planner/validation_test.cpp are.
+  bool megatron_memory = false;
 };
 
 struct StageSummary {
@@ -44,6 +49,10 @@ struct StageSummary {
   double activation_bytes = 0;      // one micro-batch, all chunks
   double head_activation_bytes = 0; // of which the output layer and loss (last chunk only)
   double workspace_bytes = 0;
+  // Held through the whole backward beside any layer's workspace: the word embedding's leaf
+  // gradient when the head shares it on this stage (filled by the head, taken by the embedding).
+  double backward_held_bytes = 0;
+  double block_activation_bytes = 0;  // what one block keeps per micro-batch (memory model)
   double model_flops = 0;           // one micro-batch, fwd + bwd
   double hardware_flops = 0;        // plus recompute
   double total_s() const { return compute_s + tp_comm_s + p2p_s; }
@@ -65,6 +74,10 @@ struct StageTable {
   std::vector<int64_t> blocks_per_chunk;  // global chunk order
   std::vector<StageSummary> stages;
   double p2p_bytes = 0;
+  // Memory model (cost_model/memory.cpp): the executor's pipeline buffer, one [s (/t under
+  // SP), b, h] activation or gradient, and the int64 tokens [b, s + 1] of one micro-batch.
+  double p2p_buffer_bytes = 0;
+  double micro_batch_token_bytes = 0;
   // Stages with the same blocks, embedding and head cost the same: the first of each kind
   // (which also holds the most micro-batches in flight), so per-layout work is O(kinds).
   std::vector<int64_t> distinct_stages;
@@ -123,9 +136,16 @@ struct Prediction {
   double model_tflops_per_gpu = 0, hardware_tflops_per_gpu = 0, mfu = 0, hfu = 0;
 };
 
-// Memory of every stage's rank under `layout`; returns the most loaded.
+// Memory of every stage's rank under `layout`, itemised as the executor allocates it
+// (cost_model/memory.cpp), or Megatron-LM's under job.megatron_memory; returns the most loaded.
 MemoryBreakdown predict_memory(const ClusterSpec& cluster, const JobSpec& job,
                                const ParallelLayout& layout, const StageTable& table);
+MemoryBreakdown predict_memory_megatron(const ClusterSpec& cluster, const JobSpec& job,
+                                        const ParallelLayout& layout, const StageTable& table);
+// Korthikanti et al. per-layer activation bytes (16-bit, with dropout), Megatron-LM's:
+//   none: s·b·h·(10 + 24/t + 5·a·s/(h·t)); sequence parallel: /t on every term;
+//   selective: the 5·a·s/h term dropped; full: 2·s·b·h (/t under SP).
+double megatron_block_activation_bytes(const LayerContext& ctx);
 
 // walked_s: the pipeline's time from walked_pipeline_s; 0 takes the closed form, which the
 // search ranks every layout by (its final candidates are walked, planner/search.cpp).

@@ -1,12 +1,15 @@
-// Per-layer costs. Conventions (DESIGN.md "The numbers"): backward matmuls cost twice
-// the forward; memory-bound ops move twice their forward bytes in backward; recompute
-// repeats the forward (full) or the attention core (selective).
+// Per-layer costs. With a device's kernel-rate table (cost_model/kernel_rates.h) every
+// GEMM, memory-bound op and the flash-attention core is timed at its measured rate for
+// its shape, forward and backward apart; without one (DESIGN.md "The numbers") backward
+// matmuls cost twice the forward and memory-bound ops move twice their forward bytes.
+// Recompute repeats the forward (full) or the attention core (selective).
 #include "cost_model/layer_cost.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "cost_model/kernel_rates.h"
+#include "cost_model/layer_memory.h"
 #include "cost_model/measured_profile.h"
 #include "cost_model/model_graph.h"
 
@@ -137,26 +140,6 @@ double vector_time_s(const DeviceSpec& dev, double bytes) {
   return memory_time_s(dev, bytes);
 }
 
-double block_activation_bytes(const LayerContext& c) {
-  const Dims d = dims_of(c);
-  if (c.recompute == Recompute::full) return d.hs * d.e;  // the block input only
-  const double mask = c.model->dropout > 0 ? 1.0 : 0.0;
-  // Replicated over tp unless sequence parallel: norm inputs, QKV and MLP inputs, masks.
-  double bytes = d.hs * (4 * d.e + 2 * mask);
-  // Sharded over tp: Q, K, V, the out-projection input, and the MLP intermediates.
-  const double mlp_tensors = c.model->mlp == MlpKind::swiglu ? 3.0 : 2.0;
-  bytes += d.T * d.e * (d.q + 2 * d.kv + d.q) / d.t;
-  bytes += d.T * d.e * mlp_tensors * d.f * d.k_moe / d.t;
-  const double heads_per_rank = d.heads / d.t;
-  if (c.flash_attention) {
-    bytes += d.b * heads_per_rank * d.s * 4.0;  // fp32 log-sum-exp per row
-  } else if (c.recompute != Recompute::selective) {
-    const double scores = d.b * heads_per_rank * d.s * d.s;
-    bytes += scores * (d.e + (mask > 0 ? d.e + 1 : 0));  // softmax out, dropout mask and out
-  }
-  return bytes;
-}
-
 LayerCost block_cost(const LayerContext& c) {
   const ModelSpec& m = *c.model;
   const Dims d = dims_of(c);
@@ -219,12 +202,8 @@ LayerCost block_cost(const LayerContext& c) {
     out.recompute_flops = 4.0 * d.b * d.s * d.s * d.q / d.t;
     out.vector_s += core_vector.fwd_s;
   }
-  out.activation_bytes = block_activation_bytes(c);
-  if (c.recompute != Recompute::none) {  // backward rebuilds what was dropped, one block at a time
-    LayerContext full = c;
-    full.recompute = Recompute::none;
-    out.workspace_bytes = block_activation_bytes(full) - out.activation_bytes;
-  }
+  out.activation_bytes = block_activation_bytes(c);  // cost_model/layer_memory.cpp
+  out.workspace_bytes = block_workspace_bytes(c, out.params);
   return out;
 }
 
@@ -245,7 +224,8 @@ LayerCost embedding_cost(const LayerContext& c) {
     out.fwd_tp_comm_s = collective_time_s(
         c.sequence_parallel ? Collective::reduce_scatter : Collective::all_reduce, bytes, c.tp_links);
   }
-  out.activation_bytes = m.dropout > 0 ? d.hs : 0;  // dropout mask
+  out.activation_bytes = embedding_activation_bytes(c);  // cost_model/layer_memory.cpp
+  out.workspace_bytes = embedding_workspace_bytes(c, out.params);
   return out;
 }
 
@@ -277,9 +257,8 @@ LayerCost head_cost(const LayerContext& c) {
                             ? collective_time_s(Collective::reduce_scatter, d.T * d.h * d.e, links)
                             : collective_time_s(Collective::all_reduce, d.T * d.h * d.e, links);
   }
-  // Norm input, projection input (gathered under SP) and fp32 softmax of the logits.
-  out.activation_bytes = d.hs * d.e + d.T * d.h * d.e + d.T * v * 4;
-  out.workspace_bytes = d.T * v * d.e;  // logits and their gradient in flight
+  out.activation_bytes = head_activation_bytes(c);  // cost_model/layer_memory.cpp
+  out.workspace_bytes = head_workspace_bytes(c, out.params);
   return out;
 }
 

@@ -24,6 +24,8 @@ struct LayerContext {
   Recompute recompute = Recompute::none;
   bool flash_attention = true;
   GroupLinks tp_links;
+  // Memory as Megatron-LM allocates it (JobSpec::megatron_memory), not sextant's executor.
+  bool megatron_memory = false;
 };
 
 struct LayerCost {
@@ -56,9 +58,8 @@ LayerCost block_cost(const LayerContext& ctx);
 LayerCost embedding_cost(const LayerContext& ctx);
 LayerCost head_cost(const LayerContext& ctx);  // final norm, output projection and loss
 
-// Korthikanti et al. per-layer activation bytes (16-bit, with dropout):
-//   none: s·b·h·(10 + 24/t + 5·a·s/(h·t)); sequence parallel: /t on every term;
-//   selective: the 5·a·s/h term dropped; full: 2·s·b·h (/t under SP).
+// Bytes a block keeps from forward to backward on one rank, per micro-batch: the executor's
+// tensors, itemised in cost_model/layer_memory.cpp (under full recompute, its output only).
 double block_activation_bytes(const LayerContext& ctx);
 
 }  // namespace sextant

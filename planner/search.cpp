@@ -201,7 +201,7 @@ void search_shape(const SearchRequest& req, const ModelGraph& graph, const Topol
           // Flash attention never stores the scores: selective recompute would equal none.
           if (rc == Recompute::selective && req.job.flash_attention && !fix.recompute) continue;
           const LayerContext ctx{&model, &req.cluster.device, req.job.precision, mb, shape.tp, sp,
-                                 rc, req.job.flash_attention, tp_links};
+                                 rc, req.job.flash_attention, tp_links, req.job.megatron_memory};
           const auto table = std::make_shared<const StageTable>(build_stage_table(graph, ctx, shape.pp, vpp, pp_links));
           for (int zero : pick(fix.zero, {0, 1, 2, 3})) {
             if (zero > 0 && shape.dp == 1 && !fix.zero) continue;  // nothing to shard over

@@ -38,6 +38,7 @@ SearchRequest request_for(const nlohmann::json& common, const nlohmann::json& ro
   req.job.precision = Precision::fp16;
   req.job.flash_attention = false;
   req.job.fp32_grads = true;
+  req.job.megatron_memory = true;  // the published figures are Megatron-LM's allocations
   std::ostringstream fix;
   const int64_t tp = row.at("tp"), pp = row.at("pp");
   fix << "dp=" << req.gpus / (tp * pp) << ",tp=" << tp << ",pp=" << pp << ",vpp=" << row.at("vpp").get<int64_t>()
@@ -126,6 +127,7 @@ std::vector<ThroughputRow> validate_megatron_h100(const nlohmann::json& data, co
     req.gpus = row.at("gpus").get<int64_t>();
     req.job.global_batch = row.at("global_batch").get<int64_t>();
     req.job.fp32_grads = true;  // Megatron-LM forces fp32 main gradients under --bf16 (as `sextant plan` does)
+    req.job.megatron_memory = true;
     req.fixed = parse_fixed_axes("tp=" + std::to_string(row.at("tp").get<int64_t>()) +
                                  ",pp=" + std::to_string(row.at("pp").get<int64_t>()));
     req.top_k = 1;
@@ -265,6 +267,9 @@ SearchRequest published_row_request(const nlohmann::json& row, const nlohmann::j
   req.cluster = cluster_for(required(row, defaults, "cluster", where).get<std::string>());
   req.gpus = required(row, defaults, "gpus", where).get<int64_t>();
   req.job.global_batch = required(row, defaults, "global_batch", where).get<int64_t>();
+  // The published runs are other frameworks' (Megatron-LM, DeepSpeed, torchtitan's FSDP):
+  // their memory is Megatron-LM's accounting, not sextant's executor's allocations.
+  req.job.megatron_memory = true;
   if (const nlohmann::json* p = field(row, defaults, "precision"))
     req.job.precision = precision_from_string(p->get<std::string>(), where);
   if (const nlohmann::json* g = field(row, defaults, "fp32_grads")) req.job.fp32_grads = g->get<bool>();

@@ -57,7 +57,10 @@ TEST(Time, FullRecomputeCostsAForwardAndCountsInHardwareFlops) {
   EXPECT_LT(full.time.step_s, 1.45 * none.time.step_s);
   EXPECT_GT(full.hfu / full.mfu, 1.25);
   EXPECT_LT(full.hfu / full.mfu, 4.0 / 3.0);
-  EXPECT_LT(full.memory.activations_bytes, 0.2 * none.memory.activations_bytes);
+  // Memory (cost_model/layer_memory.cpp): a block keeps about five [s, b, h] tensors' worth
+  // at tp 8 without SP (four replicated), one under full recompute; the head, kept in both,
+  // adds ~0.01 to the ratio.
+  EXPECT_LT(full.memory.activations_bytes, 0.25 * none.memory.activations_bytes);
 }
 
 TEST(Time, BubbleShrinksWithMoreMicroBatchesAndInterleaving) {

@@ -412,5 +412,32 @@ TEST(Training, MismatchedJobsAreRefusedBeforeAnyWork) {
   EXPECT_NE(r.out.find("another model, layout"), std::string::npos) << r.out;
 }
 
+// Issue 13 item 4: the memory model itemises what the executor allocates (README "Memory
+// model"), so the predicted peak is the counting allocator's measured one. The 10% bar is
+// the issue's; what the model leaves out is small against it by construction: scalars and
+// index tensors of a few hundred bytes, and the order in which one autograd node frees its
+// inputs, which decides whether two of a layer's backward temporaries overlap (the model
+// takes the larger phase, never the sum). Tiny-llama at seq 32 is the least favourable case
+// (those small tensors weigh most), so a layout that passes here passes on larger models.
+TEST(Training, PredictedPeakMemoryIsTheMeasuredPeak) {
+  const std::vector<std::string> layouts = {"micro_batch=2", "dp=2,zero=1,micro_batch=2",
+                                            "dp=2,zero=3,recompute=full,micro_batch=2", "pp=2,micro_batch=1",
+                                            "tp=2,sequence_parallel=true,recompute=selective,micro_batch=2"};
+  for (const std::string& fix : layouts) {
+    const std::string name = "mem-" + std::to_string(&fix - layouts.data());
+    ASSERT_EQ(plan(name, fix).status, 0) << fix;
+    const Result r = execute(name, ranks_of(fix), "--steps 2 --metrics-out m-" + name + ".jsonl");
+    ASSERT_EQ(r.status, 0) << r.out;
+    std::ifstream in(work_dir() / ("plan-" + name + ".json"));
+    const double predicted = nlohmann::json::parse(in).at("predicted").at("memory").at("peak_bytes").get<double>();
+    const std::vector<double> peaks = metric("m-" + name + ".jsonl", "peak_bytes");
+    ASSERT_FALSE(peaks.empty());
+    const double measured = *std::max_element(peaks.begin(), peaks.end());
+    std::printf("%-60s predicted %.0f measured %.0f bytes (%+.1f%%)\n", fix.c_str(), predicted, measured,
+                100 * (predicted - measured) / measured);
+    EXPECT_NEAR(predicted, measured, 0.10 * measured) << fix;
+  }
+}
+
 }  // namespace
 }  // namespace sextant
