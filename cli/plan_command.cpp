@@ -36,6 +36,11 @@ void add_plan_command(CLI::App& app, PlanOptions& o) {
                                    "Sum and reduce gradients in fp32 (Megatron-LM's main grads); default: on for "
                                    "bf16 (as Megatron-LM forces), off for fp16");
   plan->add_flag("--no-fp32-grads", o.fp32_grads_off, "Keep 16-bit gradients (2 bytes per parameter)")->excludes(on);
+  plan->add_option("--memory-model", o.memory_model,
+                   "sextant (what sextant execute allocates) or megatron (Megatron-LM's accounting: 2+4+12 bytes "
+                   "per parameter and Korthikanti et al.'s activations), for plans run by Megatron-LM")
+      ->check(CLI::IsMember({"sextant", "megatron"}))
+      ->capture_default_str();
   plan->add_option("--fix", o.fix, "Pin axes: k=v,... (dp, tp, pp, vpp, zero, micro_batch, "
                                    "grad_accum, recompute, sequence_parallel, offload)");
   plan->add_option("--format", o.format, "table, json or csv")->capture_default_str();
@@ -109,6 +114,7 @@ void run_plan(const PlanOptions& o, std::ostream& out) {
   req.job.global_batch = o.global_batch;
   req.job.precision = precision_from_string(o.precision, "--precision");
   req.job.flash_attention = o.attention == "flash";
+  req.job.megatron_memory = o.memory_model == "megatron";
   req.job.fp32_grads = o.fp32_grads_on || (!o.fp32_grads_off && req.job.precision == Precision::bf16);
   req.fixed = parse_fixed_axes(o.fix);
   req.top_k = o.top;

@@ -14,8 +14,8 @@
 //   matmuls keep for backward.
 // Communication: ZeRO-3's gathered working copy of the layer in use (and, in 16 bits, the
 //   cast shard it is gathered from); ZeRO-2/3's flat fp32 gradient copy of one layer and its
-//   reduced shard; the pipeline's gradient receive buffer and the sends MpiComm keeps until
-//   wait_sends at the end of the schedule.
+//   reduced shard; the pipeline's gradient receive buffer and the input gradient sent back
+//   that the previous stage has not received yet.
 // Workspace: the largest transient of one layer's backward, plus what stays held through the
 //   backward (the tied embedding's gradient).
 #include <algorithm>
@@ -99,11 +99,12 @@ void comm_buffers(const StageMemoryInput& in, int64_t stage, const StageSummary&
       vpp - (s.has_embedding ? 1.0 : 0.0);  // chunks whose input grad goes back
   const double buffer = in.table.p2p_buffer_bytes;
   m.comm_buffer_bytes += (forward_sends > 0 ? buffer : 0);  // the gradient received for a backward
-  // Sent tensors stay referenced until the schedule ends; outputs still in flight are counted
-  // as activations already, and a chunk's last gradient is sent after its peak.
-  m.comm_buffer_bytes +=
-      buffer * (forward_sends * std::max(0.0, micro_batches - in_flight_per_chunk) +
-                backward_sends * std::max(0.0, micro_batches - 1));
+  // Sent tensors: MpiComm drops each once MPI reports it complete (checked at every send
+  // and receive), NcclComm once the compute stream has waited for the group it was issued
+  // in (at the next receive). A forward output still unsent is an in-flight activation,
+  // counted above; an input gradient waits at most until the previous stage posts its
+  // receive, one per chunk that sends one back.
+  m.comm_buffer_bytes += buffer * backward_sends;
 }
 
 }  // namespace

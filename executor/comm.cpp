@@ -107,8 +107,25 @@ void MpiComm::broadcast(torch::Tensor& t, int root) {
   MPI_CHECK(MPI_Bcast(t.data_ptr(), count_of(t), mpi_type(t), root, comm_));
 }
 
+// Drops the sends MPI reports complete, and their tensors, so a pipeline stage holds only
+// the sends its neighbour has not received yet rather than every send of the step.
+void MpiComm::reap_sends() {
+  size_t kept = 0;
+  for (size_t i = 0; i < pending_.size(); ++i) {
+    int done = 0;
+    MPI_CHECK(MPI_Test(&pending_[i], &done, MPI_STATUS_IGNORE));
+    if (done) continue;
+    pending_[kept] = pending_[i];
+    in_flight_[kept] = in_flight_[i];
+    ++kept;
+  }
+  pending_.resize(kept);
+  in_flight_.resize(kept);
+}
+
 void MpiComm::send(const torch::Tensor& t, int peer, int tag) {
   require_contiguous_cpu(t, "send");
+  reap_sends();
   pending_.emplace_back();
   in_flight_.push_back(t);
   MPI_CHECK(MPI_Isend(t.data_ptr(), count_of(t), mpi_type(t), peer, tag, comm_, &pending_.back()));
@@ -117,6 +134,7 @@ void MpiComm::send(const torch::Tensor& t, int peer, int tag) {
 void MpiComm::recv(torch::Tensor& t, int peer, int tag) {
   require_contiguous_cpu(t, "recv");
   MPI_CHECK(MPI_Recv(t.data_ptr(), count_of(t), mpi_type(t), peer, tag, comm_, MPI_STATUS_IGNORE));
+  reap_sends();
 }
 
 void MpiComm::wait_sends() {

@@ -82,6 +82,7 @@ class MpiComm final : public Comm {
 
   MPI_Comm comm_;
   int rank_ = 0, size_ = 1;
+  void reap_sends();
   std::vector<MPI_Request> pending_;
   std::vector<torch::Tensor> in_flight_;
 };

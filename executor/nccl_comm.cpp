@@ -173,6 +173,9 @@ void NcclComm::recv(torch::Tensor& t, int peer, int /*tag*/) {
   NCCL_CHECK(ncclRecv(t.data_ptr(), t.numel(), nccl_type(t), peer, comm_, stream_));
   NCCL_CHECK(ncclGroupEnd());
   compute_waits_for_comm();
+  // The compute stream now waits for everything queued on the communication stream, these
+  // sends included: later reuse of their memory is ordered after them (as in wait_async).
+  in_flight_.clear();
 }
 
 void NcclComm::wait_sends() {

@@ -103,7 +103,8 @@ nlohmann::json plan_file_to_json(const PlanFile& p) {
           {"gpus", p.gpus},
           {"job", {{"global_batch", p.job.global_batch}, {"seq_len", p.model.seq_len},
                    {"precision", to_string(p.job.precision)}, {"flash_attention", p.job.flash_attention},
-                   {"fp32_grads", p.job.fp32_grads}}},
+                   {"fp32_grads", p.job.fp32_grads},
+                   {"memory_model", p.job.megatron_memory ? "megatron" : "sextant"}}},
           {"layout", layout_to_json(p.layout)},
           {"partition", partition_to_json(p.partition)},
           {"feasible", p.feasible},
@@ -133,6 +134,10 @@ PlanFile plan_file_from_json(const nlohmann::json& json, const std::string& wher
   p.job.precision = precision_from_string(job.string("precision"), where + ": job.precision");
   p.job.flash_attention = job.boolean_or("flash_attention", true);
   p.job.fp32_grads = job.boolean_or("fp32_grads", false);
+  const std::string memory_model = job.string_or("memory_model", "sextant");
+  if (memory_model != "sextant" && memory_model != "megatron")
+    throw InputError(where, "job.memory_model", "expected sextant or megatron");
+  p.job.megatron_memory = memory_model == "megatron";
   p.layout = layout_from_json(top.object("layout").json(), where);
   p.gpus = top.integer_or("gpus", p.layout.world_size(), 1, 1 << 20);
   if (p.gpus != p.layout.world_size())
