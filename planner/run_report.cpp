@@ -20,7 +20,9 @@ RunComparison compare_run(const StoredRun& run) {
   c.layout = plan.layout;
   c.predicted_step_time_s = plan.prediction.time.step_s;
   c.predicted_tokens_per_s = plan.prediction.tokens_per_s;
-  c.predicted_peak_bytes = plan.prediction.memory.peak_bytes;
+  // What an allocator can count: the executor measures allocated bytes, which never hold the
+  // runtime context and reserve of reserved_bytes (as the store's predicted peak).
+  c.predicted_peak_bytes = plan.prediction.memory.peak_bytes - plan.prediction.memory.reserved_bytes;
   c.profile = plan.profile ? plan.profile->name : "";
   c.figures = plan.figures();
   c.features = calibration_features(plan.prediction.time);
