@@ -142,7 +142,7 @@ TEST(ValidationTables, ModelByPathAndBadInput) {
 //   layout (tp8 pp35) is Korthikanti's turing-530B, which sextant predicts within 6%: the
 //   two publications differ by ~30% per sample (2021 DeepSpeed+Megatron against 2022
 //   Megatron-LM), which no hardware term can reconcile.
-// - Megatron-LM A100 2021: mean 8.6%, max 18.8%, optimistic; tp, pp, vpp and micro-batch
+// - Megatron-LM A100 2021: mean 6.6%, max 16.9%, optimistic; tp, pp, vpp and micro-batch
 //   are unpublished in the README table, so the search picks the fastest split.
 // - Megatron-LM H100: the 1.7B and 7.1B rows are 41% and 20% optimistic; the rest within 8%.
 TEST(ValidationTables, TorchtitanA100WithinBar) { expect_within_bar(run_table("torchtitan-a100-2024.json")); }
