@@ -9,23 +9,12 @@
 #include "cost_model/kernel_rates.h"
 #include "cost_model/partition.h"
 #include "cost_model/schedule.h"
+#include "cost_model/state_bytes.h"
 
 namespace sextant {
 namespace {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
-constexpr double kBucketParams = 40e6;  // gradient bucket (Megatron-LM's default size)
-
-struct StateBytes {
-  double weights, grads, optimizer;  // per parameter
-};
-
-// DESIGN.md: mixed-precision Adam keeps 2 + 2 + 12 bytes per parameter (fp32 master, m, v);
-// fp32 training keeps 4 + 4 + 8 (m, v).
-StateBytes state_bytes(const JobSpec& job) {
-  if (job.precision == Precision::fp32) return {4, 4, 8};
-  return {2, job.fp32_grads ? 4.0 : 2.0, 12};
-}
 
 }  // namespace
 

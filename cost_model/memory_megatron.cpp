@@ -9,22 +9,9 @@
 
 #include "cost_model/estimator.h"
 #include "cost_model/schedule.h"
+#include "cost_model/state_bytes.h"
 
 namespace sextant {
-namespace {
-
-constexpr double kBucketParams = 40e6;  // gradient bucket (Megatron-LM's default size)
-
-struct StateBytes {
-  double weights, grads, optimizer;  // per parameter
-};
-
-StateBytes state_bytes(const JobSpec& job) {
-  if (job.precision == Precision::fp32) return {4, 4, 8};
-  return {2, job.fp32_grads ? 4.0 : 2.0, 12};
-}
-
-}  // namespace
 
 double megatron_block_activation_bytes(const LayerContext& c) {
   const ModelSpec& m = *c.model;
