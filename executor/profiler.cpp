@@ -14,6 +14,7 @@
 
 #include "cost_model/collective.h"
 #include "cost_model/median.h"
+#include "executor/fused_ops.h"
 #ifdef SEXTANT_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
@@ -159,20 +160,23 @@ double measure_copy_bandwidth(bool quick, const torch::Device& device) {
   return 2.0 * static_cast<double>(n) * 4 / t;
 }
 
-// A layer's memory-bound ops, forward, on [tokens, hidden] fp32 activations: layer norm,
-// tanh-GELU, SiLU, softmax over the last dimension, residual add. Bytes as the cost model
-// counts them: each op reads and writes its tensor once, the add reads two.
+// A layer's memory-bound ops, forward, on [tokens, hidden] fp32 activations, run by the
+// kernels `sextant execute` runs (executor/fused_ops.h): layer norm, bias + tanh-GELU,
+// SwiGLU; softmax over the last dimension (the attention core's, LibTorch's) and the
+// residual add. Bytes as the cost model counts them: each op reads and writes its tensor
+// once, SwiGLU and the add read two.
 double measure_elementwise_bandwidth(bool quick, const torch::Device& device) {
   const int64_t rows = quick ? 256 : 2048, cols = 1024;
   const auto options = torch::TensorOptions().device(device);
   torch::Tensor x = torch::randn({rows, cols}, options), y = torch::randn({rows, cols}, options);
   torch::Tensor w = torch::ones({cols}, options), b = torch::zeros({cols}, options);
-  const double bytes = static_cast<double>(rows * cols) * 4 * (2 + 2 + 2 + 2 + 3);
+  const double bytes = static_cast<double>(rows * cols) * 4 * (2 + 2 + 3 + 2 + 3);
+  torch::NoGradGuard no_grad;
   const double t = seconds_per_run(
       [&] {
-        torch::layer_norm(x, {cols}, w, b, 1e-5);
-        torch::gelu(x, "tanh");
-        torch::silu(x);
+        layer_norm(x, w, b, 1e-5);
+        bias_gelu(x, b);
+        swiglu(x, y);
         torch::softmax(x, -1);
         torch::add(x, y);
       },
