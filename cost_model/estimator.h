@@ -115,6 +115,11 @@ struct MemoryBreakdown {
   int64_t stage = 0;  // the most loaded pipeline stage
   double params_bytes = 0, grads_bytes = 0, optimizer_bytes = 0, activations_bytes = 0;
   double comm_buffer_bytes = 0, workspace_bytes = 0, reserved_bytes = 0, peak_bytes = 0;
+  // Peak is the sum of the parts above (both memory accountings).
+  double sum_of_parts() const {
+    return params_bytes + grads_bytes + optimizer_bytes + activations_bytes + comm_buffer_bytes + workspace_bytes +
+           reserved_bytes;
+  }
 };
 
 struct TimeBreakdown {

@@ -148,18 +148,14 @@ double KernelRates::memory_bwd_s(MemoryOp op, double fwd_bytes, double bwd_bytes
 }
 
 double KernelRates::attention_fwd_s(double batch_heads, double s, double d) const {
-  if (attention.empty() || batch_heads <= 0) return 0.0;
-  std::vector<std::pair<double, double>> curve;
-  for (const Attention& a : attention) curve.push_back({a.log_sd, std::log(a.fwd_flops_per_s)});
+  if (attention_fwd.empty() || batch_heads <= 0) return 0.0;
   const double flops = 4.0 * batch_heads * s * s * d;
-  return std::max(flops / std::exp(interpolate(curve, std::log(s * d))), launch_s);
+  return std::max(flops / std::exp(interpolate(attention_fwd, std::log(s * d))), launch_s);
 }
 
 double KernelRates::attention_bwd_s(double batch_heads, double s, double d) const {
-  if (attention.empty() || batch_heads <= 0) return 0.0;
-  std::vector<std::pair<double, double>> curve;
-  for (const Attention& a : attention) curve.push_back({a.log_sd, std::log(a.fwd_bwd_flops_per_s)});
-  const double both_s = 3.5 * 4.0 * batch_heads * s * s * d / std::exp(interpolate(curve, std::log(s * d)));
+  if (attention_fwd_bwd.empty() || batch_heads <= 0) return 0.0;
+  const double both_s = 3.5 * 4.0 * batch_heads * s * s * d / std::exp(interpolate(attention_fwd_bwd, std::log(s * d)));
   return std::max(both_s - attention_fwd_s(batch_heads, s, d), launch_s);
 }
 
@@ -185,34 +181,21 @@ KernelRates kernel_rates_from_json(const nlohmann::json& json, const std::string
     (fwd_bwd ? r.memory_fwd_bwd : r.memory)[op->second] = read_curve(rows, scale[1], where, field);
   }
   if (r.memory.count(MemoryOp::copy) == 0) throw InputError(where, "memory_bound_gb_per_s.copy", "is required");
-  const JsonFields att = f.object("attention_causal_tflops");
-  for (const auto& row : att.json().at("rows")) {
+  // Rows of the same s·d (different batch × heads) become one point: their mean rate.
+  std::map<double, std::array<double, 3>> by_sd;  // log(s·d) -> {Σ fwd, Σ fwd_bwd, count}
+  for (const auto& row : f.object("attention_causal_tflops").json().at("rows")) {
     if (!row.is_array() || row.size() != 5)
       throw InputError(where, "attention_causal_tflops.rows", "expected [s, d, batch_x_heads, fwd, fwd_bwd] rows");
-    r.attention.push_back({std::log(row[0].get<double>() * row[1].get<double>()),
-                           row[3].get<double>() * 1e12 * scale[2], row[4].get<double>() * 1e12 * scale[2]});
+    std::array<double, 3>& sum = by_sd[std::log(row[0].get<double>() * row[1].get<double>())];
+    sum[0] += row[3].get<double>() * 1e12 * scale[2];
+    sum[1] += row[4].get<double>() * 1e12 * scale[2];
+    sum[2] += 1;
   }
-  std::sort(r.attention.begin(), r.attention.end(),
-            [](const KernelRates::Attention& a, const KernelRates::Attention& b) { return a.log_sd < b.log_sd; });
-  // Rows of the same s·d (different batch × heads) become one point: their mean rate.
-  std::vector<KernelRates::Attention> merged;
-  std::vector<int> count;
-  for (const KernelRates::Attention& a : r.attention) {
-    if (!merged.empty() && merged.back().log_sd == a.log_sd) {
-      merged.back().fwd_flops_per_s += a.fwd_flops_per_s;
-      merged.back().fwd_bwd_flops_per_s += a.fwd_bwd_flops_per_s;
-      ++count.back();
-    } else {
-      merged.push_back(a);
-      count.push_back(1);
-    }
+  if (by_sd.empty()) throw InputError(where, "attention_causal_tflops.rows", "expected at least one row");
+  for (const auto& [log_sd, sum] : by_sd) {
+    r.attention_fwd.push_back({log_sd, std::log(sum[0] / sum[2])});
+    r.attention_fwd_bwd.push_back({log_sd, std::log(sum[1] / sum[2])});
   }
-  for (size_t i = 0; i < merged.size(); ++i) {
-    merged[i].fwd_flops_per_s /= count[i];
-    merged[i].fwd_bwd_flops_per_s /= count[i];
-  }
-  r.attention = std::move(merged);
-  if (r.attention.empty()) throw InputError(where, "attention_causal_tflops.rows", "expected at least one row");
   return r;
 }
 

@@ -47,12 +47,9 @@ struct KernelRates {
   std::map<MemoryOp, std::vector<std::pair<double, double>>> memory;
   // The backward of layer_norm and cross_entropy where forward+backward was measured.
   std::map<MemoryOp, std::vector<std::pair<double, double>>> memory_fwd_bwd;
-  struct Attention {
-    double log_sd = 0;             // log(s·d)
-    double fwd_flops_per_s = 0;    // full-square FLOPs 4·b·heads·s²·d over time
-    double fwd_bwd_flops_per_s = 0;  // 3.5× the forward's FLOPs (backward 2.5×) over time
-  };
-  std::vector<Attention> attention;  // sorted by log_sd
+  // Causal flash attention by s·d: (log(s·d), log FLOP/s) with full-square FLOPs 4·b·heads·s²·d
+  // forward, and 3.5× those forward + backward (backward 2.5×, FlashAttention-2's counting).
+  std::vector<std::pair<double, double>> attention_fwd, attention_fwd_bwd;
 
   // One GEMM (or `batch` of them), never below the launch floor.
   double gemm_s(GemmLayout layout, double m, double n, double k, double batch = 1.0) const;

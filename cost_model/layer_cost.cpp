@@ -90,7 +90,7 @@ Pass attention_core_s(const LayerContext& c, const Dims& d, Pass* vector) {
   const double heads_per_rank = d.heads / d.t;
   *vector = Pass{};
   const KernelRates* kernels = c.device->kernels.get();
-  if (c.flash_attention && kernels && c.precision != Precision::fp32 && !kernels->attention.empty())
+  if (c.flash_attention && kernels && c.precision != Precision::fp32 && !kernels->attention_fwd.empty())
     return {kernels->attention_fwd_s(d.b * heads_per_rank, d.s, d.d),
             kernels->attention_bwd_s(d.b * heads_per_rank, d.s, d.d)};
   Pass t = linear_s(c, d.s, d.s, d.d, d.b * heads_per_rank);

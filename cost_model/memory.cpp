@@ -123,8 +123,7 @@ MemoryBreakdown predict_memory(const ClusterSpec& cluster, const JobSpec& job,
     comm_buffers(in, i, s, m);
     m.workspace_bytes = s.workspace_bytes + s.backward_held_bytes;
     m.reserved_bytes = cluster.device.reserved_bytes;
-    m.peak_bytes = m.params_bytes + m.grads_bytes + m.optimizer_bytes + m.activations_bytes +
-                   m.comm_buffer_bytes + m.workspace_bytes + m.reserved_bytes;
+    m.peak_bytes = m.sum_of_parts();
     if (i == 0 || m.peak_bytes > worst.peak_bytes) worst = m;  // distinct_stages starts at 0
   }
   return worst;
