@@ -37,8 +37,9 @@ void add_plan_command(CLI::App& app, PlanOptions& o) {
                                    "bf16 (as Megatron-LM forces), off for fp16");
   plan->add_flag("--no-fp32-grads", o.fp32_grads_off, "Keep 16-bit gradients (2 bytes per parameter)")->excludes(on);
   plan->add_option("--memory-model", o.memory_model,
-                   "sextant (what sextant execute allocates) or megatron (Megatron-LM's accounting: 2+4+12 bytes "
-                   "per parameter and Korthikanti et al.'s activations), for plans run by Megatron-LM")
+                   "What a layout must fit: megatron (Megatron-LM's and the ZeRO paper's accounting: 2+2+12 "
+                   "bytes per parameter, Korthikanti et al.'s activations) or sextant (what sextant execute "
+                   "allocates). Every plan also reports sextant execute's own peak")
       ->check(CLI::IsMember({"sextant", "megatron"}))
       ->capture_default_str();
   plan->add_option("--fix", o.fix, "Pin axes: k=v,... (dp, tp, pp, vpp, zero, micro_batch, "

@@ -22,7 +22,7 @@ struct PlanOptions {
   // Gradients summed and reduced in fp32: --fp32-grads, --no-fp32-grads, or neither: on for
   // bf16 (as Megatron-LM forces), off for fp16 (Megatron-LM's and the ZeRO paper's default).
   bool fp32_grads_on = false, fp32_grads_off = false;
-  std::string memory_model = "sextant";
+  std::string memory_model = "megatron";
   std::string fix;
   std::string format = "table";
   int64_t top = 10;

@@ -236,13 +236,42 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
   p.hfu = p.hardware_tflops_per_gpu / peak;
 
   p.memory = predict_memory(cluster, job, l, table);
+  if (!job.megatron_memory) p.executor_memory = p.memory;
   p.capacity_bytes = dev.memory_bytes;
   p.feasible = p.memory.peak_bytes <= dev.memory_bytes;
   return p;
 }
 
+namespace {
+nlohmann::json memory_to_json(const MemoryBreakdown& m) {
+  return {{"stage", m.stage},
+          {"params_bytes", m.params_bytes},
+          {"grads_bytes", m.grads_bytes},
+          {"optimizer_bytes", m.optimizer_bytes},
+          {"activations_bytes", m.activations_bytes},
+          {"comm_buffer_bytes", m.comm_buffer_bytes},
+          {"workspace_bytes", m.workspace_bytes},
+          {"reserved_bytes", m.reserved_bytes},
+          {"peak_bytes", m.peak_bytes}};
+}
+
+MemoryBreakdown memory_from_json(const JsonFields& m) {
+  constexpr double kMax = 1e30;
+  MemoryBreakdown mb;
+  mb.stage = m.integer("stage", 0, 1 << 20);
+  mb.params_bytes = m.number("params_bytes", 0, kMax);
+  mb.grads_bytes = m.number("grads_bytes", 0, kMax);
+  mb.optimizer_bytes = m.number("optimizer_bytes", 0, kMax);
+  mb.activations_bytes = m.number("activations_bytes", 0, kMax);
+  mb.comm_buffer_bytes = m.number("comm_buffer_bytes", 0, kMax);
+  mb.workspace_bytes = m.number("workspace_bytes", 0, kMax);
+  mb.reserved_bytes = m.number("reserved_bytes", 0, kMax);
+  mb.peak_bytes = m.number("peak_bytes", 0, kMax);
+  return mb;
+}
+}  // namespace
+
 nlohmann::json prediction_to_json(const Prediction& p) {
-  const MemoryBreakdown& m = p.memory;
   const TimeBreakdown& t = p.time;
   return {{"step_time_s", t.step_s},
           {"tokens_per_s", p.tokens_per_s},
@@ -254,12 +283,8 @@ nlohmann::json prediction_to_json(const Prediction& p) {
                     {"pp_p2p_s", t.pp_p2p_s}, {"bubble_s", t.bubble_s},
                     {"dp_comm_exposed_s", t.dp_comm_s}, {"optimizer_s", t.optimizer_s},
                     {"offload_s", t.offload_s}, {"uncalibrated_step_s", t.uncalibrated_step_s}}},
-          {"memory", {{"stage", m.stage}, {"params_bytes", m.params_bytes},
-                      {"grads_bytes", m.grads_bytes}, {"optimizer_bytes", m.optimizer_bytes},
-                      {"activations_bytes", m.activations_bytes},
-                      {"comm_buffer_bytes", m.comm_buffer_bytes},
-                      {"workspace_bytes", m.workspace_bytes}, {"reserved_bytes", m.reserved_bytes},
-                      {"peak_bytes", m.peak_bytes}}}};
+          {"memory", memory_to_json(p.memory)},
+          {"executor_memory", memory_to_json(p.executor_memory)}};
 }
 
 Prediction prediction_from_json(const nlohmann::json& json, const std::string& where) {
@@ -284,17 +309,8 @@ Prediction prediction_from_json(const nlohmann::json& json, const std::string& w
   tb.optimizer_s = t.number("optimizer_s", 0, kMax);
   tb.offload_s = t.number("offload_s", 0, kMax);
   tb.uncalibrated_step_s = t.number_or("uncalibrated_step_s", tb.step_s, 0, kMax);
-  const JsonFields m = f.object("memory");
-  MemoryBreakdown& mb = p.memory;
-  mb.stage = m.integer("stage", 0, 1 << 20);
-  mb.params_bytes = m.number("params_bytes", 0, kMax);
-  mb.grads_bytes = m.number("grads_bytes", 0, kMax);
-  mb.optimizer_bytes = m.number("optimizer_bytes", 0, kMax);
-  mb.activations_bytes = m.number("activations_bytes", 0, kMax);
-  mb.comm_buffer_bytes = m.number("comm_buffer_bytes", 0, kMax);
-  mb.workspace_bytes = m.number("workspace_bytes", 0, kMax);
-  mb.reserved_bytes = m.number("reserved_bytes", 0, kMax);
-  mb.peak_bytes = m.number("peak_bytes", 0, kMax);
+  p.memory = memory_from_json(f.object("memory"));
+  p.executor_memory = f.has("executor_memory") ? memory_from_json(f.object("executor_memory")) : p.memory;
   return p;
 }
 

@@ -29,10 +29,12 @@ struct JobSpec {
   // Megatron-LM keeps fp32 main gradients (4 bytes/param) under 16-bit training;
   // the default is DESIGN.md's 2-byte gradients.
   bool fp32_grads = false;
-  // Memory model: false (default) is what sextant's executor allocates, itemised
-  // (cost_model/memory.cpp); true is Megatron-LM's accounting (cost_model/memory_megatron.cpp:
-  // DESIGN.md's 2 + 2 + 12 bytes per parameter, Korthikanti et al.'s activations), which
-  // the published figures of tests/planner/validation_test.cpp are.
+  // Memory model that feasibility is judged by: false is what sextant's executor allocates,
+  // itemised (cost_model/memory.cpp); true is Megatron-LM's accounting
+  // (cost_model/memory_megatron.cpp: the ZeRO paper's 2 + 2 + 12 bytes per parameter,
+  // Korthikanti et al.'s activations), which the published figures are and which
+  // `sextant plan` uses by default. Either way a final candidate also carries the executor's
+  // own peak (Prediction::executor_memory), which execute and compare hold the run against.
   bool megatron_memory = false;
 };
 
@@ -136,7 +138,9 @@ struct Prediction {
   bool feasible = true;
   double capacity_bytes = 0;  // device memory the peak is held against
   TimeBreakdown time;
-  MemoryBreakdown memory;
+  MemoryBreakdown memory;           // under the job's memory model
+  MemoryBreakdown executor_memory;  // what sextant execute allocates (equal to memory under
+                                    // the sextant model); filled for final candidates
   double tokens_per_s = 0;
   double model_tflops_per_gpu = 0, hardware_tflops_per_gpu = 0, mfu = 0, hfu = 0;
 };

@@ -94,6 +94,44 @@ std::vector<std::vector<int64_t>> rank_groups(const ParallelLayout& layout, Axis
   return groups;
 }
 
+namespace {
+// The members of `rank`'s dp group whose dp coordinates satisfy keep(rank's coord, other's).
+template <typename Keep>
+std::vector<int64_t> dp_subgroup_of(const ParallelLayout& layout, int64_t rank, Keep keep) {
+  const int64_t mine = rank_to_coord(layout, rank).dp;
+  const std::vector<int64_t> dp_group = rank_group_of(layout, Axis::dp, rank);
+  std::vector<int64_t> group;
+  for (int64_t d = 0; d < layout.dp; ++d)
+    if (keep(mine, d)) group.push_back(dp_group[static_cast<size_t>(d)]);
+  return group;
+}
+template <typename GroupOf>
+std::vector<std::vector<int64_t>> all_groups(const ParallelLayout& layout, GroupOf group_of) {
+  std::vector<std::vector<int64_t>> groups;
+  for (int64_t rank = 0; rank < layout.world_size(); ++rank) {
+    std::vector<int64_t> g = group_of(layout, rank);
+    if (g.front() == rank) groups.push_back(std::move(g));
+  }
+  return groups;
+}
+}  // namespace
+
+std::vector<int64_t> ep_group_of(const ParallelLayout& layout, int64_t rank) {
+  const int64_t ep = layout.ep;
+  return dp_subgroup_of(layout, rank, [ep](int64_t mine, int64_t d) { return d / ep == mine / ep; });
+}
+
+std::vector<int64_t> expert_dp_group_of(const ParallelLayout& layout, int64_t rank) {
+  const int64_t ep = layout.ep;
+  return dp_subgroup_of(layout, rank, [ep](int64_t mine, int64_t d) { return d % ep == mine % ep; });
+}
+
+std::vector<std::vector<int64_t>> ep_groups(const ParallelLayout& layout) { return all_groups(layout, ep_group_of); }
+
+std::vector<std::vector<int64_t>> expert_dp_groups(const ParallelLayout& layout) {
+  return all_groups(layout, expert_dp_group_of);
+}
+
 nlohmann::json layout_to_json(const ParallelLayout& l) {
   std::string order = std::string(to_string(l.order[0])) + "-" + to_string(l.order[1]) + "-" +
                       to_string(l.order[2]);
@@ -101,6 +139,7 @@ nlohmann::json layout_to_json(const ParallelLayout& l) {
           {"tp", l.tp},
           {"pp", l.pp},
           {"vpp", l.vpp},
+          {"ep", l.ep},
           {"zero", l.zero},
           {"micro_batch", l.micro_batch},
           {"grad_accum", l.grad_accum},
@@ -117,6 +156,9 @@ ParallelLayout layout_from_json(const nlohmann::json& json, const std::string& w
   l.tp = f.integer("tp", 1, 1 << 20);
   l.pp = f.integer("pp", 1, 1 << 20);
   l.vpp = f.integer("vpp", 1, 1 << 10);
+  l.ep = f.integer_or("ep", 1, 1, 1 << 20);
+  if (l.dp % l.ep != 0)
+    throw InputError(f.where(), "ep", "must divide dp = " + std::to_string(l.dp) + " (got " + std::to_string(l.ep) + ")");
   l.zero = static_cast<int>(f.integer("zero", 0, 3));
   l.micro_batch = f.integer("micro_batch", 1, int64_t{1} << 31);
   l.grad_accum = f.integer("grad_accum", 1, int64_t{1} << 31);
@@ -139,8 +181,9 @@ ParallelLayout layout_from_json(const nlohmann::json& json, const std::string& w
 
 std::string layout_to_string(const ParallelLayout& l) {
   std::ostringstream out;
-  out << "dp=" << l.dp << " tp=" << l.tp << " pp=" << l.pp << " vpp=" << l.vpp
-      << " zero=" << l.zero << " mb=" << l.micro_batch << " ga=" << l.grad_accum
+  out << "dp=" << l.dp << " tp=" << l.tp << " pp=" << l.pp << " vpp=" << l.vpp;
+  if (l.ep > 1) out << " ep=" << l.ep;
+  out << " zero=" << l.zero << " mb=" << l.micro_batch << " ga=" << l.grad_accum
       << " rc=" << to_string(l.recompute) << " sp=" << (l.sequence_parallel ? 1 : 0)
       << " off=" << to_string(l.offload);
   return out.str();

@@ -1,4 +1,4 @@
-// ParallelLayout: how a training job is split — dp, tp, pp, vpp, zero, micro-batch,
+// ParallelLayout: how a training job is split — dp, tp, pp, vpp, ep, zero, micro-batch,
 // accumulation, recompute, sequence parallel, offload — and the one pure mapping
 // between a global rank and its (dp, pp, tp) coordinates.
 #pragma once
@@ -30,6 +30,9 @@ struct RankCoord {
 
 struct ParallelLayout {
   int64_t dp = 1, tp = 1, pp = 1, vpp = 1;
+  // Expert parallelism (MoE): the experts split over ep ranks carved out of the dp group
+  // (ep divides dp). The expert-data-parallel group, of size dp / ep, replicates each expert.
+  int64_t ep = 1;
   int zero = 0;
   int64_t micro_batch = 1, grad_accum = 1;
   Recompute recompute = Recompute::none;
@@ -53,6 +56,14 @@ int64_t coord_to_rank(const ParallelLayout& layout, const RankCoord& coord);
 std::vector<std::vector<int64_t>> rank_groups(const ParallelLayout& layout, Axis axis);
 // The group along `axis` that holds `rank`.
 std::vector<int64_t> rank_group_of(const ParallelLayout& layout, Axis axis, int64_t rank);
+
+// Expert groups, carved from each dp group (in dp-coordinate order) as Megatron-Core does:
+// dp coordinate d is expert-data-parallel coordinate d / ep and expert coordinate d % ep.
+// An ep group is ep consecutive dp coordinates; an expert-dp group takes every ep-th one.
+std::vector<int64_t> ep_group_of(const ParallelLayout& layout, int64_t rank);
+std::vector<int64_t> expert_dp_group_of(const ParallelLayout& layout, int64_t rank);
+std::vector<std::vector<int64_t>> ep_groups(const ParallelLayout& layout);
+std::vector<std::vector<int64_t>> expert_dp_groups(const ParallelLayout& layout);
 
 nlohmann::json layout_to_json(const ParallelLayout& layout);
 // Inverse of layout_to_json; InputError naming `where` and the field on bad values.

@@ -76,6 +76,40 @@ void read_gpt_neox(const JsonFields& f, ModelSpec& m) {
   m.position = PositionKind::rope;
 }
 
+// The expert keys are required (every published config has them): a MoE model read
+// with a defaulted expert count would be planned as a different model.
+void check_top_k(const JsonFields& f, const ModelSpec& m, const std::string& experts_key) {
+  if (m.experts_per_token > m.num_experts)
+    throw InputError(f.where(), "num_experts_per_tok",
+                     "top-k " + std::to_string(m.experts_per_token) + " must not exceed " + experts_key + " " +
+                         std::to_string(m.num_experts));
+}
+
+// MixtralConfig: every layer sparse, top-k weights renormalised.
+void read_mixtral_experts(const JsonFields& f, ModelSpec& m) {
+  m.num_experts = f.integer("num_local_experts", 2, kMaxExperts);
+  m.experts_per_token = f.integer("num_experts_per_tok", 1, kMaxExperts);
+  check_top_k(f, m, "num_local_experts");
+  m.norm_topk_prob = true;
+  m.router_aux_loss_coef = f.number_or("router_aux_loss_coef", 0.001, 0.0, 1e3);
+}
+
+// Qwen2MoeConfig: routed experts of moe_intermediate_size plus a gated shared expert;
+// intermediate_size is the dense MLP's, which only mlp_only_layers would use.
+void read_qwen2_moe_experts(const JsonFields& f, ModelSpec& m) {
+  m.num_experts = f.integer("num_experts", 2, kMaxExperts);
+  m.experts_per_token = f.integer("num_experts_per_tok", 1, kMaxExperts);
+  check_top_k(f, m, "num_experts");
+  m.ffn_hidden_size = f.integer("moe_intermediate_size", 1, kMaxFfn);
+  m.shared_expert_ffn_size = f.integer_or("shared_expert_intermediate_size", 0, 0, kMaxFfn);
+  m.norm_topk_prob = f.boolean_or("norm_topk_prob", false);
+  m.router_aux_loss_coef = f.number_or("router_aux_loss_coef", 0.001, 0.0, 1e3);
+  if (f.integer_or("decoder_sparse_step", 1, 1, kMaxLayers) != 1)
+    throw InputError(f.where(), "decoder_sparse_step", "only 1 (every layer sparse) is supported");
+  if (f.has("mlp_only_layers") && !f.json().at("mlp_only_layers").empty())
+    throw InputError(f.where(), "mlp_only_layers", "only [] (every layer sparse) is supported");
+}
+
 // sextant's own Megatron-style GPT: LayerNorm, GeLU MLP, biases, learned positions.
 void read_gpt(const JsonFields& f, ModelSpec& m) {
   read_standard_sizes(f, m, /*default_ffn=*/4);
@@ -100,19 +134,15 @@ void read_gpt(const JsonFields& f, ModelSpec& m) {
 ModelSpec read_by_type(const JsonFields& f, const std::string& type) {
   ModelSpec m;
   m.model_type = type;
-  if (type == "llama" || type == "mistral" || type == "qwen2" || type == "mixtral") {
+  if (type == "llama" || type == "mistral" || type == "qwen2" || type == "mixtral" || type == "qwen2_moe") {
     read_llama_like(f, m);
     if (type == "llama") {
       m.qkv_bias = m.attn_out_bias = f.boolean_or("attention_bias", false);
       m.mlp_bias = f.boolean_or("mlp_bias", false);
     }
-    if (type == "qwen2") m.qkv_bias = true;  // Qwen2Attention: bias on q, k, v only
-    if (type == "mixtral") {
-      m.num_experts = f.integer_or("num_local_experts", 8, 1, kMaxExperts);
-      m.experts_per_token = f.integer_or("num_experts_per_tok", 2, 1, kMaxExperts);
-      if (m.experts_per_token > m.num_experts)
-        throw InputError(f.where(), "num_experts_per_tok", "must not exceed num_local_experts");
-    }
+    if (type == "qwen2" || type == "qwen2_moe") m.qkv_bias = true;  // bias on q, k, v only
+    if (type == "mixtral") read_mixtral_experts(f, m);
+    if (type == "qwen2_moe") read_qwen2_moe_experts(f, m);
   } else if (type == "gpt2") {
     read_gpt2(f, m);
   } else if (type == "gpt_neox") {
@@ -122,7 +152,7 @@ ModelSpec read_by_type(const JsonFields& f, const std::string& type) {
   } else {
     throw InputError(f.where(), "model_type",
                      "unknown model_type \"" + type +
-                         "\"; allowed: llama, mistral, mixtral, qwen2, gpt2, gpt_neox, gpt");
+                         "\"; allowed: llama, mistral, mixtral, qwen2, qwen2_moe, gpt2, gpt_neox, gpt");
   }
   return m;
 }
@@ -135,18 +165,22 @@ int64_t ModelSpec::attention_params() const {
   return weights + biases;
 }
 
-int64_t ModelSpec::mlp_params() const {
+int64_t ModelSpec::expert_params() const {
   const int64_t h = hidden_size, f = ffn_hidden_size;
-  int64_t expert = mlp == MlpKind::swiglu ? 3 * h * f + (mlp_bias ? 2 * f + h : 0)
-                                          : 2 * h * f + (mlp_bias ? f + h : 0);
-  int64_t router = is_moe() ? h * num_experts : 0;
-  return expert * num_experts + router;
+  return mlp == MlpKind::swiglu ? 3 * h * f + (mlp_bias ? 2 * f + h : 0) : 2 * h * f + (mlp_bias ? f + h : 0);
+}
+
+int64_t ModelSpec::shared_expert_params() const {
+  return shared_expert_ffn_size > 0 ? 3 * hidden_size * shared_expert_ffn_size + hidden_size : 0;
+}
+
+int64_t ModelSpec::mlp_params() const {
+  return expert_params() * num_experts + shared_expert_params() + router_params();
 }
 
 int64_t ModelSpec::block_active_params() const {
-  int64_t per_expert = (mlp_params() - (is_moe() ? hidden_size * num_experts : 0)) / num_experts;
-  return attention_params() + 2 * norm_params() + per_expert * experts_per_token +
-         (is_moe() ? hidden_size * num_experts : 0);
+  return attention_params() + 2 * norm_params() + expert_params() * experts_per_token + shared_expert_params() +
+         router_params();
 }
 
 int64_t ModelSpec::embedding_params() const {
@@ -209,6 +243,7 @@ nlohmann::json model_spec_to_json(const ModelSpec& m) {
           {"seq_len", m.seq_len},
           {"num_experts", m.num_experts},
           {"experts_per_token", m.experts_per_token},
+          {"shared_expert_ffn_size", m.shared_expert_ffn_size},
           {"tied_embeddings", m.tied_embeddings},
           {"params", m.total_params()}};
 }

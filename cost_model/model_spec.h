@@ -1,5 +1,5 @@
 // ModelSpec: a decoder-only transformer as the cost model sees it, read from a
-// Hugging Face config.json (llama, mistral, mixtral, qwen2, gpt2, gpt_neox) or from a
+// Hugging Face config.json (llama, mistral, mixtral, qwen2, qwen2_moe, gpt2, gpt_neox) or from a
 // sextant JSON (model_type "gpt": a Megatron-style GPT). Parameter counts are exact.
 #pragma once
 
@@ -16,7 +16,7 @@ enum class PositionKind { rope, learned };
 
 struct ModelSpec {
   std::string name;
-  std::string model_type;  // as in the config: llama, mistral, mixtral, qwen2, gpt2, gpt_neox, gpt
+  std::string model_type;  // as in the config: llama, mistral, mixtral, qwen2, qwen2_moe, gpt2, gpt_neox, gpt
   int64_t hidden_size = 0;
   int64_t num_layers = 0;
   int64_t num_heads = 0;
@@ -27,7 +27,15 @@ struct ModelSpec {
   int64_t seq_len = 0;          // training context length (--seq overrides the config's)
   int64_t max_position_embeddings = 0;
   int64_t num_experts = 1;      // 1: dense MLP
-  int64_t experts_per_token = 1;
+  int64_t experts_per_token = 1;  // top-k
+  // MoE routing (mixtral, qwen2_moe): softmax over the experts, top-k, the k weights
+  // renormalised to sum 1 when norm_topk_prob (mixtral always; qwen2_moe by config); the
+  // load-balancing loss (Switch Transformer's E·Σ f_i·P_i) scaled by router_aux_loss_coef.
+  bool norm_topk_prob = true;
+  double router_aux_loss_coef = 0.0;
+  // qwen2_moe: one shared expert every token passes (SwiGLU of this width), its output
+  // scaled by sigmoid(x·w) with w a [hidden] vector (shared_expert_gate). 0: none.
+  int64_t shared_expert_ffn_size = 0;
   bool tied_embeddings = false;
   bool qkv_bias = false;
   bool attn_out_bias = false;
@@ -48,7 +56,10 @@ struct ModelSpec {
   // Exact parameter counts, by component.
   int64_t norm_params() const { return norm == NormKind::layernorm ? 2 * hidden_size : hidden_size; }
   int64_t attention_params() const;
-  int64_t mlp_params() const;  // all experts and the router
+  int64_t mlp_params() const;  // all experts, the shared expert and its gate, and the router
+  int64_t expert_params() const;  // one routed expert
+  int64_t router_params() const { return is_moe() ? hidden_size * num_experts : 0; }
+  int64_t shared_expert_params() const;  // with its gate
   int64_t block_params() const { return attention_params() + mlp_params() + 2 * norm_params(); }
   int64_t embedding_params() const;  // token (+ learned position) embeddings
   int64_t head_params() const;       // final norm + output projection (0 weights if tied)

@@ -239,7 +239,7 @@ RunStart run_start(const PlanFile& plan, const ExecuteOptions& o) {
   r.predicted_tokens_per_s = plan.prediction.tokens_per_s;
   // What the allocator will count: the measured peak (counting allocator, or the CUDA caching
   // allocator's allocated bytes) never holds the runtime context and reserve of reserved_bytes.
-  r.predicted_peak_bytes = plan.prediction.memory.peak_bytes - plan.prediction.memory.reserved_bytes;
+  r.predicted_peak_bytes = plan.prediction.executor_memory.peak_bytes - plan.prediction.executor_memory.reserved_bytes;
   r.cost_model_version = plan.cost_model_version;
   return r;
 }

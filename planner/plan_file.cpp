@@ -134,7 +134,7 @@ PlanFile plan_file_from_json(const nlohmann::json& json, const std::string& wher
   p.job.precision = precision_from_string(job.string("precision"), where + ": job.precision");
   p.job.flash_attention = job.boolean_or("flash_attention", true);
   p.job.fp32_grads = job.boolean_or("fp32_grads", false);
-  const std::string memory_model = job.string_or("memory_model", "sextant");
+  const std::string memory_model = job.string_or("memory_model", "megatron");
   if (memory_model != "sextant" && memory_model != "megatron")
     throw InputError(where, "job.memory_model", "expected sextant or megatron");
   p.job.megatron_memory = memory_model == "megatron";

@@ -81,6 +81,13 @@ std::string search_to_table(const SearchRequest& req, const SearchResult& res) {
         << " + workspace " << m.workspace_bytes / kGiB << " + reserved " << m.reserved_bytes / kGiB
         << "\n";
     if (!p.feasible) out << "      " << infeasible_reason(p) << "\n";
+    const MemoryBreakdown& e = p.executor_memory;
+    if (e.peak_bytes > 0 && e.peak_bytes != m.peak_bytes)
+      out << std::setprecision(2) << "      sextant execute allocates " << e.peak_bytes / kGiB << " GiB (stage "
+          << e.stage << ")" << (e.peak_bytes > p.capacity_bytes ? ", more than the device holds: plan with "
+                                                                   "--memory-model sextant to run it with sextant execute"
+                                                                 : "")
+          << "\n";
   }
   return out.str();
 }

@@ -22,7 +22,7 @@ RunComparison compare_run(const StoredRun& run) {
   c.predicted_tokens_per_s = plan.prediction.tokens_per_s;
   // What an allocator can count: the executor measures allocated bytes, which never hold the
   // runtime context and reserve of reserved_bytes (as the store's predicted peak).
-  c.predicted_peak_bytes = plan.prediction.memory.peak_bytes - plan.prediction.memory.reserved_bytes;
+  c.predicted_peak_bytes = plan.prediction.executor_memory.peak_bytes - plan.prediction.executor_memory.reserved_bytes;
   c.profile = plan.profile ? plan.profile->name : "";
   c.figures = plan.figures();
   c.features = calibration_features(plan.prediction.time);

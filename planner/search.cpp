@@ -226,14 +226,32 @@ void search_shape(const SearchRequest& req, const ModelGraph& graph, const Topol
   }
 }
 
+LayerContext layer_context(const SearchRequest& req, const Topology& topo, const ParallelLayout& l,
+                           bool megatron_memory) {
+  return LayerContext{&req.model, &req.cluster.device, req.job.precision, l.micro_batch, l.tp,
+                      l.sequence_parallel, l.recompute, req.job.flash_attention,
+                      slowest_group(topo, l, Axis::tp), megatron_memory};
+}
+
 // The final candidates predicted again with their pipeline walked on the schedule table
 // (the closed form ranked them; on stages that differ it can be a little off), re-ranked.
-void walk_pipelines(const SearchRequest& req, const Topology& topo, std::vector<Candidate>& candidates) {
+// Under the Megatron-LM memory model each also gets the executor's own peak, from a stage
+// table built with the executor's accounting.
+void walk_pipelines(const SearchRequest& req, const Topology& topo, const ModelGraph& graph,
+                    std::vector<Candidate>& candidates) {
   for (Candidate& c : candidates) {
     // One stage: the walk is the closed form (m·stage), summed in another order.
     const double walked_s = c.layout.pp > 1 ? walked_pipeline_s(*c.table, c.layout.grad_accum) : 0.0;
     Prediction p = predict(req.cluster, req.job, req.model, c.layout, *c.table,
                            slowest_group(topo, c.layout, Axis::dp), walked_s);
+    if (req.job.megatron_memory) {
+      JobSpec executor_job = req.job;
+      executor_job.megatron_memory = false;
+      const StageTable executor_table =
+          build_stage_table(graph, layer_context(req, topo, c.layout, false), c.layout.pp, c.layout.vpp,
+                            neighbour_stage_links(topo, c.layout));
+      p.executor_memory = predict_memory(req.cluster, executor_job, c.layout, executor_table);
+    }
     c.prediction = req.calibration ? calibrated(p, *req.calibration) : std::move(p);
   }
   std::stable_sort(candidates.begin(), candidates.end(), better);
@@ -244,13 +262,11 @@ void walk_pipelines(const SearchRequest& req, const Topology& topo, std::vector<
 Candidate evaluate_layout(const SearchRequest& req, const ParallelLayout& l) {
   const Topology topo(req.cluster, l.world_size());
   const ModelGraph graph(req.model);
-  const LayerContext ctx{&req.model, &req.cluster.device, req.job.precision, l.micro_batch, l.tp,
-                         l.sequence_parallel, l.recompute, req.job.flash_attention,
-                         slowest_group(topo, l, Axis::tp)};
+  const LayerContext ctx = layer_context(req, topo, l, req.job.megatron_memory);
   Candidate c{l, {}, std::make_shared<const StageTable>(
                          build_stage_table(graph, ctx, l.pp, l.vpp, neighbour_stage_links(topo, l)))};
   std::vector<Candidate> one{c};
-  walk_pipelines(req, topo, one);
+  walk_pipelines(req, topo, graph, one);
   return one.front();
 }
 
@@ -277,7 +293,7 @@ SearchResult search(const SearchRequest& req) {
                      "no layout divides: check --global-batch (" + std::to_string(req.job.global_batch) +
                          ") against dp, and tp against the heads (" + std::to_string(req.model.num_heads) + ")");
   SearchResult result = collector.finish();
-  walk_pipelines(req, topo, result.candidates);
+  walk_pipelines(req, topo, graph, result.candidates);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }

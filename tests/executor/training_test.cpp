@@ -429,7 +429,7 @@ TEST(Training, PredictedPeakMemoryIsTheMeasuredPeak) {
     const Result r = execute(name, ranks_of(fix), "--steps 2 --metrics-out m-" + name + ".jsonl");
     ASSERT_EQ(r.status, 0) << r.out;
     std::ifstream in(work_dir() / ("plan-" + name + ".json"));
-    const double predicted = nlohmann::json::parse(in).at("predicted").at("memory").at("peak_bytes").get<double>();
+    const double predicted = nlohmann::json::parse(in).at("predicted").at("executor_memory").at("peak_bytes").get<double>();
     const std::vector<double> peaks = metric("m-" + name + ".jsonl", "peak_bytes");
     ASSERT_FALSE(peaks.empty());
     const double measured = *std::max_element(peaks.begin(), peaks.end());
