@@ -87,6 +87,34 @@ TEST_F(Cli, PinnedInfeasibleLayoutIsReportedNotRefused) {
   EXPECT_NE(j["candidates"][0]["reason"].get<std::string>().find("over by"), std::string::npos);
 }
 
+// Feasibility is judged by Megatron-LM's accounting unless --memory-model sextant; every
+// plan also carries what sextant execute allocates (the executor keeps fp32 gradient sums
+// and a weight-decay mask beyond the ZeRO paper's 2 + 2 + 12 bytes per parameter).
+TEST_F(Cli, PlansCarryTheExecutorsPeakBesideTheChosenMemoryModel) {
+  const std::string pin = " --precision fp16 --format json --fix dp=64,tp=1,pp=1,vpp=1,zero=0,micro_batch=1,"
+                          "recompute=full,sequence_parallel=false,offload=none";
+  const CliRun megatron = run(kPlan + pin);
+  ASSERT_EQ(megatron.status, 0) << megatron.err;
+  const nlohmann::json j = nlohmann::json::parse(megatron.out);
+  const double params = j["model"]["params"].get<double>();
+  const auto& m = j["candidates"][0]["predicted"]["memory"];
+  const auto& e = j["candidates"][0]["predicted"]["executor_memory"];
+  const double states = m["params_bytes"].get<double>() + m["grads_bytes"].get<double>() +
+                        m["optimizer_bytes"].get<double>();
+  EXPECT_NEAR(states / params, 16.0, 0.01);  // 2 + 2 + 12 (the ZeRO paper)
+  EXPECT_GT(e["peak_bytes"].get<double>(), m["peak_bytes"].get<double>());
+  const CliRun own = run(kPlan + pin + " --memory-model sextant");
+  ASSERT_EQ(own.status, 0) << own.err;
+  const nlohmann::json own_json = nlohmann::json::parse(own.out);
+  const auto& p = own_json["candidates"][0]["predicted"];
+  EXPECT_EQ(p["memory"], p["executor_memory"]);
+  EXPECT_DOUBLE_EQ(p["memory"]["peak_bytes"].get<double>(), e["peak_bytes"].get<double>());
+  const CliRun table = run(kPlan + " --precision fp16 --top 1 --out plan.json --fix dp=64,tp=1,pp=1,zero=0,micro_batch=1");
+  ASSERT_EQ(table.status, 0) << table.err;
+  EXPECT_NE(table.out.find("sextant execute allocates"), std::string::npos) << table.out;
+  EXPECT_EQ(nlohmann::json::parse(slurp(path("plan.json")))["job"]["memory_model"], "megatron");
+}
+
 TEST_F(Cli, UserClusterFile) {
   const CliRun r = run("plan --model " + kGpt2 + " --cluster " SEXTANT_EXAMPLES "/clusters/two-node-a100-pcie.json"
                     " --gpus 8 --global-batch 64 --format json --top 1");
