@@ -51,7 +51,8 @@ torch::Tensor exchanged(const torch::Tensor& x, const std::vector<int64_t>& send
 
 struct AllToAllRows : torch::autograd::Function<AllToAllRows> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, Comm* comm,
-                               const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows) {
+                               const std::vector<int64_t>& send_rows,
+                               const std::vector<int64_t>& recv_rows) {
     keep_pointer(ctx, "comm", comm);
     ctx->saved_data["send"] = send_rows;
     ctx->saved_data["recv"] = recv_rows;
@@ -60,8 +61,8 @@ struct AllToAllRows : torch::autograd::Function<AllToAllRows> {
   static variable_list backward(AutogradContext* ctx, variable_list g) {
     const std::vector<int64_t> send_rows = ctx->saved_data["send"].toIntVector();
     const std::vector<int64_t> recv_rows = ctx->saved_data["recv"].toIntVector();
-    return {exchanged(g[0], recv_rows, send_rows, *pointer_of<Comm>(ctx, "comm")), torch::Tensor(), torch::Tensor(),
-            torch::Tensor()};
+    return {exchanged(g[0], recv_rows, send_rows, *pointer_of<Comm>(ctx, "comm")), torch::Tensor(),
+            torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -71,7 +72,8 @@ struct AllToAllRows : torch::autograd::Function<AllToAllRows> {
 // MoEAuxLossAutoScaler: the aux loss reaches the optimizer without passing through the
 // pipeline's loss.
 struct AttachAuxLoss : torch::autograd::Function<AttachAuxLoss> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& y, const torch::Tensor& aux, MoeLoss* loss) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& y,
+                               const torch::Tensor& aux, MoeLoss* loss) {
     keep_pointer(ctx, "loss", loss);
     ctx->save_for_backward({aux});
     return y.view_as(y);
@@ -109,37 +111,43 @@ std::vector<int64_t> rows_by_expert(const torch::Tensor& counts, std::vector<int
   return order;
 }
 
-// The routed experts on tokens [T, h]: this tp rank's partial Σ_k w_tk·expert_k(x_t), [T, h].
-torch::Tensor routed_experts(const ParamMap& p, const std::string& prefix, const torch::Tensor& tokens,
-                             const Routing& r, const ModelContext& ctx) {
-  const ModelSpec& m = *ctx.model;
-  const int64_t T = tokens.size(0), k = m.experts_per_token, E = m.num_experts;
-  const int64_t ep = ctx.ep ? ctx.ep->size() : 1, ep_rank = ctx.ep ? ctx.ep->rank() : 0;
-  const ExpertRange mine = local_experts(m, ep, ep_rank);
-  // The T·k slots (t·k + i: token t's i-th choice) sorted by expert, stably.
-  const torch::Tensor slots_experts = r.experts.reshape({-1});
-  const torch::Tensor sorted = std::get<1>(slots_experts.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
-  const torch::Tensor permuted = tokens.index_select(0, torch::div(sorted, k, "trunc"));  // [T·k, h]
-  const torch::Tensor counts = torch::bincount(slots_experts, {}, E);                     // [E] int64
-  // Counts first: what each peer sends for each of this rank's experts, [ep, L] on the host.
-  torch::Tensor received_counts = counts.view({ep, mine.count});
-  if (ctx.ep) {
-    torch::Tensor got = torch::empty_like(received_counts);
-    ctx.ep->all_to_all(received_counts.contiguous(), std::vector<int64_t>(static_cast<size_t>(ep), 1), got,
-                       std::vector<int64_t>(static_cast<size_t>(ep), 1));
-    received_counts = got;
-  }
-  const torch::Tensor sent_host = counts.view({ep, mine.count}).sum(1).to(torch::kCPU);
-  received_counts = received_counts.to(torch::kCPU).contiguous();
-  const std::vector<int64_t> send_rows(sent_host.data_ptr<int64_t>(), sent_host.data_ptr<int64_t>() + ep);
-  const torch::Tensor recv_host = received_counts.sum(1);
-  const std::vector<int64_t> recv_rows(recv_host.data_ptr<int64_t>(), recv_host.data_ptr<int64_t>() + ep);
+// How many rows go to and come from each ep peer, from this rank's per-expert counts [E]
+// (on the device): the counts are exchanged first (an all-to-all of int64, one row of L
+// per peer), then read back to the host, where the exchange of the rows needs them.
+struct Exchange {
+  std::vector<int64_t> send_rows, recv_rows;
+  torch::Tensor received_counts;  // [ep, L] on the host: rows from peer q for local expert j
+};
 
-  const torch::Tensor received = all_to_all_rows(permuted, send_rows, recv_rows, ctx.ep);  // [R, h]
+std::vector<int64_t> row_sums(const torch::Tensor& counts) {
+  const torch::Tensor sums = counts.sum(1).to(torch::kCPU).contiguous();
+  return std::vector<int64_t>(sums.data_ptr<int64_t>(), sums.data_ptr<int64_t>() + sums.numel());
+}
+
+Exchange plan_exchange(const torch::Tensor& counts, int64_t ep, int64_t local, Comm* comm) {
+  Exchange x;
+  const torch::Tensor mine = counts.view({ep, local});
+  torch::Tensor got = mine;
+  if (comm) {
+    got = torch::empty_like(mine);
+    const std::vector<int64_t> one_row(static_cast<size_t>(ep), 1);
+    comm->all_to_all(mine.contiguous(), one_row, got, one_row);
+  }
+  x.send_rows = row_sums(mine);
+  x.received_counts = got.to(torch::kCPU).contiguous();
+  x.recv_rows = row_sums(x.received_counts);
+  return x;
+}
+
+// This rank's experts on the rows it received [R, h] (peer order): each expert on its
+// rows, outputs [R, h] in the same order.
+torch::Tensor run_local_experts(const ParamMap& p, const std::string& prefix,
+                                const torch::Tensor& received, const Exchange& x,
+                                const ExpertRange& mine) {
   std::vector<int64_t> per_expert;
-  const std::vector<int64_t> order = rows_by_expert(received_counts, per_expert);
-  const torch::Tensor by_expert = torch::tensor(order, torch::kLong).to(tokens.device());
-  const bool regroup = ep > 1;  // one peer: the rows already come grouped by expert
+  const std::vector<int64_t> order = rows_by_expert(x.received_counts, per_expert);
+  const bool regroup = x.received_counts.size(0) > 1;  // one peer: already grouped by expert
+  const torch::Tensor by_expert = torch::tensor(order, torch::kLong).to(received.device());
   const torch::Tensor expert_in = regroup ? received.index_select(0, by_expert) : received;
   std::vector<torch::Tensor> outputs;
   int64_t row = 0;
@@ -149,9 +157,29 @@ torch::Tensor routed_experts(const ParamMap& p, const std::string& prefix, const
     outputs.push_back(swiglu_mlp(p, name, expert_in.narrow(0, row, n)));
     row += n;
   }
-  torch::Tensor expert_out = torch::cat(outputs, 0);  // grouped by expert
-  if (regroup) expert_out = torch::empty_like(expert_out).index_copy(0, by_expert, expert_out);  // peer order again
-  const torch::Tensor returned = all_to_all_rows(expert_out, recv_rows, send_rows, ctx.ep);  // [T·k, h], sorted order
+  const torch::Tensor out = torch::cat(outputs, 0);  // grouped by expert
+  return regroup ? torch::empty_like(out).index_copy(0, by_expert, out) : out;
+}
+
+// The routed experts on tokens [T, h]: this tp rank's partial Σ_k w_tk·expert_k(x_t), [T, h].
+torch::Tensor routed_experts(const ParamMap& p, const std::string& prefix,
+                             const torch::Tensor& tokens, const Routing& r,
+                             const ModelContext& ctx) {
+  const ModelSpec& m = *ctx.model;
+  const int64_t T = tokens.size(0), k = m.experts_per_token;
+  const int64_t ep = ctx.ep ? ctx.ep->size() : 1;
+  const ExpertRange mine = local_experts(m, ep, ctx.ep ? ctx.ep->rank() : 0);
+  // The T·k slots (t·k + i: token t's i-th choice) sorted by expert, stably: each peer's
+  // rows are then contiguous and ordered by expert.
+  const torch::Tensor slot_experts = r.experts.reshape({-1});
+  const torch::Tensor sorted =
+      std::get<1>(slot_experts.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+  const torch::Tensor permuted = tokens.index_select(0, torch::div(sorted, k, "trunc"));
+  const Exchange x =
+      plan_exchange(torch::bincount(slot_experts, {}, m.num_experts), ep, mine.count, ctx.ep);
+  const torch::Tensor received = all_to_all_rows(permuted, x.send_rows, x.recv_rows, ctx.ep);
+  const torch::Tensor outputs = run_local_experts(p, prefix, received, x, mine);
+  const torch::Tensor returned = all_to_all_rows(outputs, x.recv_rows, x.send_rows, ctx.ep);
   // Back to slot order, then each token's k outputs weighed and summed in slot order.
   const torch::Tensor slots = torch::empty_like(returned).index_copy(0, sorted, returned);
   return (slots.view({T, k, -1}) * r.weights.unsqueeze(-1)).sum(1);
@@ -173,8 +201,9 @@ void add_moe_param_specs(std::vector<ParamSpec>& out, const ModelSpec& m, int64_
   out.push_back(router);
   for (int64_t e = 0; e < m.num_experts; ++e) {
     const std::string x = b + "experts." + std::to_string(e) + ".";
-    for (ParamSpec s : {ParamSpec{x + "gate.weight", {f, h}, 0}, ParamSpec{x + "up.weight", {f, h}, 0},
-                        ParamSpec{x + "down.weight", {h, f}, 1}}) {
+    for (ParamSpec s :
+         {ParamSpec{x + "gate.weight", {f, h}, 0}, ParamSpec{x + "up.weight", {f, h}, 0},
+          ParamSpec{x + "down.weight", {h, f}, 1}}) {
       s.expert = e;
       out.push_back(s);
     }
@@ -210,8 +239,9 @@ Routing route(const torch::Tensor& logits, const ModelSpec& m) {
 
 torch::Tensor load_balancing_loss(const Routing& r, int64_t num_experts) {
   const int64_t tokens = r.probs.size(0);
-  const torch::Tensor share = torch::bincount(r.experts.reshape({-1}), {}, num_experts).to(r.probs.scalar_type()) /
-                              static_cast<double>(tokens);  // f_e, summed over the k slots
+  const torch::Tensor share =
+      torch::bincount(r.experts.reshape({-1}), {}, num_experts).to(r.probs.scalar_type()) /
+      static_cast<double>(tokens);  // f_e, summed over the k slots
   return (share * r.probs.mean(0)).sum() * static_cast<double>(num_experts);
 }
 
@@ -221,18 +251,22 @@ torch::Tensor all_to_all_rows(const torch::Tensor& x, const std::vector<int64_t>
   return AllToAllRows::apply(x, ep, send_rows, recv_rows);
 }
 
-torch::Tensor moe_mlp(const ParamMap& p, int64_t index, const torch::Tensor& h, const ModelContext& ctx) {
+torch::Tensor moe_mlp(const ParamMap& p, int64_t index, const torch::Tensor& h,
+                      const ModelContext& ctx) {
   const ModelSpec& m = *ctx.model;
   const std::string prefix = "blocks." + std::to_string(index) + ".moe.";
-  const torch::Tensor x = ctx.sequence_parallel ? gather_from_sp(h, *ctx.tp) : copy_to_tp(h, *ctx.tp);
+  const torch::Tensor x =
+      ctx.sequence_parallel ? gather_from_sp(h, *ctx.tp) : copy_to_tp(h, *ctx.tp);
   const torch::Tensor tokens = x.reshape({-1, m.hidden_size});  // [T, h], T = s·b
   const Routing r = route(torch::matmul(tokens, at(p, prefix + "router.weight").t()), m);
   torch::Tensor y = routed_experts(p, prefix, tokens, r, ctx);
   if (m.shared_expert_ffn_size > 0) {
-    const torch::Tensor gate = torch::sigmoid(torch::matmul(tokens, at(p, prefix + "shared_gate.weight").t()));
+    const torch::Tensor gate =
+        torch::sigmoid(torch::matmul(tokens, at(p, prefix + "shared_gate.weight").t()));
     y = y + gate * swiglu_mlp(p, prefix + "shared.", tokens);
   }
-  if (ctx.moe_loss) y = AttachAuxLoss::apply(y, load_balancing_loss(r, m.num_experts), ctx.moe_loss);
+  if (ctx.moe_loss)
+    y = AttachAuxLoss::apply(y, load_balancing_loss(r, m.num_experts), ctx.moe_loss);
   y = y.view(x.sizes());
   return ctx.sequence_parallel ? reduce_scatter_to_sp(y, *ctx.tp) : reduce_from_tp(y, *ctx.tp);
 }

@@ -31,11 +31,11 @@
 // rank computes whole, back-propagates 1/tp of its gradient on each so that sum is right.
 #pragma once
 
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "cost_model/model_spec.h"
 #include "executor/comm.h"
@@ -78,7 +78,8 @@ Routing route(const torch::Tensor& logits, const ModelSpec& model);
 torch::Tensor load_balancing_loss(const Routing& routing, int64_t num_experts);
 
 // h [s, b, hidden] (sequence parallel: [s/tp, b, hidden]) -> the MLP's output, same shape.
-torch::Tensor moe_mlp(const ParamMap& p, int64_t index, const torch::Tensor& h, const ModelContext& ctx);
+torch::Tensor moe_mlp(const ParamMap& p, int64_t index, const torch::Tensor& h,
+                      const ModelContext& ctx);
 
 // All-to-all along dim 0 with per-peer row counts as an autograd op: the backward sends
 // the gradient rows back the way they came (counts swapped). `ep` null: one rank, identity.

@@ -73,8 +73,9 @@ struct OptimizerStepResult {
 // `local_loss` is this rank's share of the loss, already divided by the scale (a float64
 // scalar on the device); `local_aux_loss` (MoE, optional) its share of the load-balancing
 // loss, likewise, added to it. Replicated weights whose gradients are partial over tp (MoE
-// router and shared-expert gate) are summed over tp like those of sequence parallelism. The host reads back once: the world all-reduce of [square sum,
-// loss, overflowed ranks], so every rank takes the same skip decision.
+// router and shared-expert gate) are summed over tp like those of sequence parallelism.
+// The host reads back once: the world all-reduce of [square sum, loss, overflowed ranks,
+// aux loss], so every rank takes the same skip decision.
 // `tied`: the groups holding a tied embedding on the first and last stage.
 OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& groups,
                                    const std::vector<ParamGroup*>& tied, CommGroups& comm, LossScaler& scaler,

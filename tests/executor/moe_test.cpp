@@ -3,29 +3,36 @@
 // weighted sum, qwen2_moe's gated shared expert, and the load-balancing loss with its
 // gradient reaching the router. Multi-rank dispatch is covered by the equivalence matrix
 // (training_test.cpp) and the all-to-all by comm_test.cpp.
-#include <cstdio>
+#include "executor/moe.h"
 
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <cstdio>
+
 #include "cost_model/model_spec.h"
 #include "executor/model.h"
-#include "executor/moe.h"
 
 namespace sextant {
 namespace {
 
-ModelSpec tiny(const char* file) { return load_model_spec(std::string(SEXTANT_EXAMPLES) + "/models/" + file, 8); }
+ModelSpec tiny(const char* file) {
+  return load_model_spec(std::string(SEXTANT_EXAMPLES) + "/models/" + file, 8);
+}
 
 // Block 0's parameters in float64, as leaves.
 ParamMap block_params(const ModelSpec& m) {
   ParamMap p;
   for (const ParamSpec& s : layer_param_specs(m, LayerKind::block, 0, false))
-    p[s.name] = init_param(s, 7, 0, 1).to(torch::kDouble).mul(10).requires_grad_(true);  // wide spread: clear top-k
+    p[s.name] = init_param(s, 7, 0, 1)
+                    .to(torch::kDouble)
+                    .mul(10)
+                    .requires_grad_(true);  // wide spread: clear top-k
   return p;
 }
 
-torch::Tensor swiglu_reference(const ParamMap& p, const std::string& prefix, const torch::Tensor& x) {
+torch::Tensor swiglu_reference(const ParamMap& p, const std::string& prefix,
+                               const torch::Tensor& x) {
   const torch::Tensor g = torch::matmul(x, p.at(prefix + "gate.weight").t());
   return torch::matmul(torch::silu(g) * torch::matmul(x, p.at(prefix + "up.weight").t()),
                        p.at(prefix + "down.weight").t());
@@ -39,7 +46,8 @@ struct Reference {
 Reference reference(const ModelSpec& m, const ParamMap& p, const torch::Tensor& tokens) {
   const std::string b = "blocks.0.moe.";
   const int64_t T = tokens.size(0), E = m.num_experts, k = m.experts_per_token;
-  const torch::Tensor probs = torch::softmax(torch::matmul(tokens, p.at(b + "router.weight").t()), -1);
+  const torch::Tensor probs =
+      torch::softmax(torch::matmul(tokens, p.at(b + "router.weight").t()), -1);
   std::vector<torch::Tensor> rows;
   torch::Tensor assigned = torch::zeros({E}, torch::kDouble);
   for (int64_t t = 0; t < T; ++t) {
@@ -49,7 +57,8 @@ Reference reference(const ModelSpec& m, const ParamMap& p, const torch::Tensor& 
     for (int64_t i = 0; i < k; ++i) {
       const int64_t e = idx[i].item<int64_t>();
       assigned[e] += 1;
-      y = y + w[i] * swiglu_reference(p, b + "experts." + std::to_string(e) + ".", tokens[t].unsqueeze(0))[0];
+      y = y + w[i] * swiglu_reference(p, b + "experts." + std::to_string(e) + ".",
+                                      tokens[t].unsqueeze(0))[0];
     }
     if (m.shared_expert_ffn_size > 0)
       y = y + torch::sigmoid(torch::dot(tokens[t], p.at(b + "shared_gate.weight")[0])) *
@@ -57,7 +66,8 @@ Reference reference(const ModelSpec& m, const ParamMap& p, const torch::Tensor& 
     rows.push_back(y);
   }
   // tokens_per_expert (summed over the k slots) · router_prob_per_expert, times E.
-  const torch::Tensor aux = (assigned / static_cast<double>(T) * probs.mean(0)).sum() * static_cast<double>(E);
+  const torch::Tensor aux =
+      (assigned / static_cast<double>(T) * probs.mean(0)).sum() * static_cast<double>(E);
   return {torch::stack(rows), aux};
 }
 
@@ -92,7 +102,8 @@ void check_model(const char* file) {
   ((r.y.view({s, b, -1}) * c).sum() + loss.grad_scale * r.aux).backward();
 
   expect_close(y.detach(), r.y.detach().view({s, b, -1}), "output");
-  EXPECT_NEAR(loss.sum.item<double>(), loss.value_weight * r.aux.item<double>(), 1e-14) << "aux loss";
+  EXPECT_NEAR(loss.sum.item<double>(), loss.value_weight * r.aux.item<double>(), 1e-14)
+      << "aux loss";
   expect_close(x.grad(), x_ref.grad(), "input gradient");
   for (const auto& [name, leaf] : theirs) {
     ASSERT_TRUE(ours.at(name).grad().defined() || !leaf.grad().defined()) << name;
@@ -102,14 +113,19 @@ void check_model(const char* file) {
               static_cast<long long>(m.experts_per_token));
 }
 
-TEST(Moe, MixtralBlockIsHuggingFacesTokenByToken) { check_model("tiny-mixtral.json"); }
+TEST(Moe, MixtralBlockIsHuggingFacesTokenByToken) {
+  check_model("tiny-mixtral.json");
+}
 
-TEST(Moe, Qwen2MoeBlockWithItsGatedSharedExpertIsHuggingFacesTokenByToken) { check_model("tiny-qwen2-moe.json"); }
+TEST(Moe, Qwen2MoeBlockWithItsGatedSharedExpertIsHuggingFacesTokenByToken) {
+  check_model("tiny-qwen2-moe.json");
+}
 
 // Mixtral renormalises the top-k weights, qwen2_moe (norm_topk_prob false) keeps the softmax's.
 TEST(Moe, RoutingRenormalisesOnlyWhenNormTopkProb) {
   ModelSpec m = tiny("tiny-mixtral.json");
-  const torch::Tensor logits = torch::tensor({{2.0, 1.0, 0.0, -1.0}, {0.0, 3.0, 1.0, 2.0}}, torch::kDouble);
+  const torch::Tensor logits =
+      torch::tensor({{2.0, 1.0, 0.0, -1.0}, {0.0, 3.0, 1.0, 2.0}}, torch::kDouble);
   const Routing mixtral = route(logits, m);
   EXPECT_TRUE(torch::allclose(mixtral.weights.sum(-1), torch::ones({2}, torch::kDouble)));
   EXPECT_TRUE(torch::equal(mixtral.experts, torch::tensor({{0, 1}, {1, 3}}, torch::kLong)));
@@ -125,15 +141,18 @@ TEST(Moe, RoutingRenormalisesOnlyWhenNormTopkProb) {
 
 TEST(Moe, ExpertNamesAndShares) {
   const ModelSpec m = tiny("tiny-qwen2-moe.json");
-  EXPECT_EQ(with_expert("blocks.1.moe.experts.2.up.weight", 13), "blocks.1.moe.experts.13.up.weight");
+  EXPECT_EQ(with_expert("blocks.1.moe.experts.2.up.weight", 13),
+            "blocks.1.moe.experts.13.up.weight");
   const ExpertRange r = local_experts(m, 2, 1);
   EXPECT_EQ(r.first, 2);
   EXPECT_EQ(r.count, 2);
   int64_t params = 0;
-  for (const ParamSpec& s : layer_param_specs(m, LayerKind::block, 0, false)) params += c10::multiply_integers(s.shape);
+  for (const ParamSpec& s : layer_param_specs(m, LayerKind::block, 0, false))
+    params += c10::multiply_integers(s.shape);
   int64_t attention_and_norms = 0;
   for (const ParamSpec& s : layer_param_specs(m, LayerKind::block, 0, false))
-    if (s.name.find(".moe.") == std::string::npos) attention_and_norms += c10::multiply_integers(s.shape);
+    if (s.name.find(".moe.") == std::string::npos)
+      attention_and_norms += c10::multiply_integers(s.shape);
   EXPECT_EQ(params - attention_and_norms, m.mlp_params());  // the cost model's count
 }
 
