@@ -1,5 +1,9 @@
-// MpiComm and the construction of the tp, dp, pp and embedding groups.
+// MpiComm and the construction of the tp, dp, pp, embedding, ep and expert-dp groups.
 #include "executor/comm.h"
+
+#include <limits>
+
+#include "executor/trace_recorder.h"
 
 namespace sextant {
 namespace {
@@ -107,6 +111,47 @@ void MpiComm::broadcast(torch::Tensor& t, int root) {
   MPI_CHECK(MPI_Bcast(t.data_ptr(), count_of(t), mpi_type(t), root, comm_));
 }
 
+namespace {
+
+// MPI's int counts and displacements, in elements, of rows of `row_elements` each.
+std::vector<int> element_counts(const std::vector<int64_t>& rows, int64_t row_elements, std::vector<int>& displs) {
+  std::vector<int> counts;
+  displs.clear();
+  int64_t at = 0;
+  for (int64_t r : rows) {
+    const int64_t n = r * row_elements;
+    if (r < 0 || at + n > std::numeric_limits<int>::max()) throw CommError("MpiComm: all_to_all counts out of range");
+    counts.push_back(static_cast<int>(n));
+    displs.push_back(static_cast<int>(at));
+    at += n;
+  }
+  return counts;
+}
+
+}  // namespace
+
+void MpiComm::all_to_all(const torch::Tensor& in, const std::vector<int64_t>& send_rows, torch::Tensor& out,
+                         const std::vector<int64_t>& recv_rows) {
+  require_contiguous_cpu(in, "all_to_all");
+  require_contiguous_cpu(out, "all_to_all");
+  if (static_cast<int>(send_rows.size()) != size_ || static_cast<int>(recv_rows.size()) != size_)
+    throw CommError("all_to_all: one count per peer");
+  if (in.dim() < 1 || out.dim() < 1 || in.sizes().slice(1) != out.sizes().slice(1) ||
+      in.scalar_type() != out.scalar_type())
+    throw CommError("all_to_all: input and output need one row shape and dtype");
+  int64_t sent = 0, received = 0;
+  for (int64_t r : send_rows) sent += r;
+  for (int64_t r : recv_rows) received += r;
+  if (sent != in.size(0) || received != out.size(0))
+    throw CommError("all_to_all: counts must add up to the rows of input and output");
+  const int64_t row_elements = c10::multiply_integers(in.sizes().slice(1));
+  std::vector<int> send_displs, recv_displs;
+  const std::vector<int> send_counts = element_counts(send_rows, row_elements, send_displs);
+  const std::vector<int> recv_counts = element_counts(recv_rows, row_elements, recv_displs);
+  MPI_CHECK(MPI_Alltoallv(in.data_ptr(), send_counts.data(), send_displs.data(), mpi_type(in), out.data_ptr(),
+                          recv_counts.data(), recv_displs.data(), mpi_type(out), comm_));
+}
+
 // Drops the sends MPI reports complete, and their tensors, so a pipeline stage holds only
 // the sends its neighbour has not received yet rather than every send of the step.
 void MpiComm::reap_sends() {
@@ -177,6 +222,12 @@ CommGroups build_comm_groups(const ParallelLayout& layout, std::unique_ptr<Comm>
   RankCoord column = g.coord;
   column.pp = 0;
   g.embedding = split(end_stage ? static_cast<int>(coord_to_rank(layout, column)) : -1, static_cast<int>(g.coord.pp));
+  if (layout.ep > 1) {  // colored by the group's first member (cost_model/layout.h)
+    const int64_t me = g.world->rank();
+    const std::vector<int64_t> ep_group = ep_group_of(layout, me), expert_dp_group = expert_dp_group_of(layout, me);
+    g.ep = split(static_cast<int>(ep_group.front()), static_cast<int>(g.coord.dp % layout.ep));
+    g.expert_dp = split(static_cast<int>(expert_dp_group.front()), static_cast<int>(g.coord.dp / layout.ep));
+  }
   return g;
 }
 
@@ -189,57 +240,64 @@ CommGroups make_comm_groups(const ParallelLayout& layout) {
 }
 
 void TimedComm::all_reduce(torch::Tensor& t) {
-  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  PhaseScope wait(&clock_, phase_);
   inner_->all_reduce(t);
 }
 void TimedComm::all_reduce_max(torch::Tensor& t) {
-  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  PhaseScope wait(&clock_, phase_);
   inner_->all_reduce_max(t);
 }
 void TimedComm::reduce_scatter(const torch::Tensor& in, torch::Tensor& out) {
-  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  PhaseScope wait(&clock_, phase_);
   inner_->reduce_scatter(in, out);
 }
 void TimedComm::all_gather(const torch::Tensor& in, torch::Tensor& out) {
-  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  PhaseScope wait(&clock_, phase_);
   inner_->all_gather(in, out);
 }
 void TimedComm::broadcast(torch::Tensor& t, int root) {
-  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  PhaseScope wait(&clock_, phase_);
   inner_->broadcast(t, root);
 }
+void TimedComm::all_to_all(const torch::Tensor& in, const std::vector<int64_t>& send_rows, torch::Tensor& out,
+                           const std::vector<int64_t>& recv_rows) {
+  PhaseScope wait(&clock_, phase_);
+  const TraceSpan span(clock_.trace(), trace_name::all_to_all, "ep", TraceThread::tp_comm);
+  inner_->all_to_all(in, send_rows, out, recv_rows);
+}
 void TimedComm::send(const torch::Tensor& t, int peer, int tag) {
-  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  PhaseScope wait(&clock_, phase_);
   inner_->send(t, peer, tag);
 }
 void TimedComm::recv(torch::Tensor& t, int peer, int tag) {
-  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  PhaseScope wait(&clock_, phase_);
   inner_->recv(t, peer, tag);
 }
 void TimedComm::wait_sends() {
-  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  PhaseScope wait(&clock_, phase_);
   inner_->wait_sends();
 }
 void TimedComm::barrier() {
-  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  PhaseScope wait(&clock_, phase_);
   inner_->barrier();
 }
 void TimedComm::reduce_scatter_async(const torch::Tensor& in, torch::Tensor& out) {
-  PhaseScope wait(&clock_, StepPhase::comm_wait);  // blocks where the backend runs it at once (MPI)
+  PhaseScope wait(&clock_, phase_);  // blocks where the backend runs it at once (MPI)
   inner_->reduce_scatter_async(in, out);
 }
 void TimedComm::all_reduce_async(torch::Tensor& t) {
-  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  PhaseScope wait(&clock_, phase_);
   inner_->all_reduce_async(t);
 }
 void TimedComm::wait_async() {
-  PhaseScope wait(&clock_, StepPhase::comm_wait);
+  PhaseScope wait(&clock_, phase_);
   inner_->wait_async();
 }
 
 void time_comm_waits(CommGroups& groups, StepClock& clock) {
-  for (std::unique_ptr<Comm>* c : {&groups.world, &groups.dp, &groups.pp, &groups.embedding})
+  for (std::unique_ptr<Comm>* c : {&groups.world, &groups.dp, &groups.pp, &groups.embedding, &groups.expert_dp})
     if (*c) *c = std::make_unique<TimedComm>(std::move(*c), clock);
+  if (groups.ep) groups.ep = std::make_unique<TimedComm>(std::move(groups.ep), clock, StepPhase::ep_comm);
 }
 
 }  // namespace sextant

@@ -1,7 +1,8 @@
 // Collective communication for the executor: one interface, backends per device kind.
 // MpiComm moves CPU tensors with MPI; the NCCL backend (GPU issue) implements the same
-// interface. CommGroups holds the tp, dp and pp groups of one rank, built from the
-// layout's one rank mapping (cost_model/layout.h), passed down explicitly.
+// interface. CommGroups holds the tp, dp and pp groups of one rank (and the ep and
+// expert-dp groups of MoE), built from the layout's one rank mapping (cost_model/layout.h),
+// passed down explicitly.
 #pragma once
 
 #include <functional>
@@ -40,6 +41,12 @@ class Comm {
   // `output` receives every rank's `input`, in rank order.
   virtual void all_gather(const torch::Tensor& input, torch::Tensor& output) = 0;
   virtual void broadcast(torch::Tensor& tensor, int root) = 0;
+  // All-to-all with per-peer counts, along dim 0 (MoE dispatch and combine): `input` holds
+  // send_rows[p] rows for peer p, peers in rank order; `output` (contiguous, allocated by
+  // the caller with Σ recv_rows rows of input's row shape) receives recv_rows[p] rows from
+  // peer p, in rank order. Every rank must pass the counts its peers expect.
+  virtual void all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows, torch::Tensor& output,
+                          const std::vector<int64_t>& recv_rows) = 0;
   // Sends do not block (the tensor is kept until wait_sends); receives block.
   virtual void send(const torch::Tensor& tensor, int peer, int tag) = 0;
   virtual void recv(torch::Tensor& tensor, int peer, int tag) = 0;
@@ -72,6 +79,8 @@ class MpiComm final : public Comm {
   void reduce_scatter(const torch::Tensor& input, torch::Tensor& output) override;
   void all_gather(const torch::Tensor& input, torch::Tensor& output) override;
   void broadcast(torch::Tensor& tensor, int root) override;
+  void all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows, torch::Tensor& output,
+                  const std::vector<int64_t>& recv_rows) override;
   void send(const torch::Tensor& tensor, int peer, int tag) override;
   void recv(torch::Tensor& tensor, int peer, int tag) override;
   void wait_sends() override;
@@ -96,24 +105,35 @@ struct CommGroups {
   // First and last pipeline stage of this rank's (dp, tp) column: tied embeddings are
   // summed here. Null on middle stages and when pp == 1.
   std::unique_ptr<Comm> embedding;
+  // Expert parallelism (layout.ep > 1 only; null otherwise): the ep group (the ranks of
+  // this rank's dp group whose dp coordinates share d / ep, ordered by d % ep: the experts
+  // are split over it and tokens exchanged within it) and the expert-dp group (those
+  // sharing d % ep, ordered by d / ep: each expert's replicas, over which its gradients
+  // are reduced and, under ZeRO, its states sharded). cost_model/layout.h, ep_group_of.
+  std::unique_ptr<Comm> ep, expert_dp;
   bool first_stage() const { return coord.pp == 0; }
   bool last_stage() const { return coord.pp == layout.pp - 1; }
+  int64_t ep_rank() const { return coord.dp % layout.ep; }
+  // The group expert parameters are reduced over: expert_dp, or dp itself when ep == 1.
+  Comm& expert_dp_group() const { return expert_dp ? *expert_dp : *dp; }
 };
 
 // Splits MPI_COMM_WORLD by the layout; world size must equal layout.world_size().
 CommGroups make_comm_groups(const ParallelLayout& layout);
 
 // The same grouping over any backend: `split(color, key)` is called collectively by every
-// rank once per group kind (tp, dp, pp, embedding) and returns this rank's group of the
+// rank once per group kind (tp, dp, pp, embedding, and ep and expert-dp when ep > 1) and returns this rank's group of the
 // ranks sharing `color`, ordered by `key`; color -1 opts out (returns null).
 using CommSplit = std::function<std::unique_ptr<Comm>(int color, int key)>;
 CommGroups build_comm_groups(const ParallelLayout& layout, std::unique_ptr<Comm> world, const CommSplit& split);
 
 // A group whose calls count as comm waits of `clock` (executor/step_clock.h) for as long
 // as they block: the async starts return at once on NCCL, and their wait_async counts.
+// `phase`: what the blocked time counts as (comm_wait; ep_comm for the ep group).
 class TimedComm final : public Comm {
  public:
-  TimedComm(std::unique_ptr<Comm> inner, StepClock& clock) : inner_(std::move(inner)), clock_(clock) {}
+  TimedComm(std::unique_ptr<Comm> inner, StepClock& clock, StepPhase phase = StepPhase::comm_wait)
+      : inner_(std::move(inner)), clock_(clock), phase_(phase) {}
   int rank() const override { return inner_->rank(); }
   int size() const override { return inner_->size(); }
   void all_reduce(torch::Tensor& tensor) override;
@@ -121,6 +141,8 @@ class TimedComm final : public Comm {
   void reduce_scatter(const torch::Tensor& input, torch::Tensor& output) override;
   void all_gather(const torch::Tensor& input, torch::Tensor& output) override;
   void broadcast(torch::Tensor& tensor, int root) override;
+  void all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows, torch::Tensor& output,
+                  const std::vector<int64_t>& recv_rows) override;
   void send(const torch::Tensor& tensor, int peer, int tag) override;
   void recv(torch::Tensor& tensor, int peer, int tag) override;
   void wait_sends() override;
@@ -133,11 +155,13 @@ class TimedComm final : public Comm {
  private:
   std::unique_ptr<Comm> inner_;
   StepClock& clock_;
+  StepPhase phase_;
 };
 
-// Times the waits of the dp, pp, embedding and world groups of `groups` on `clock`. The
-// tp collectives stay part of the forward and backward they sit in (the cost model counts
-// them there too, as tp_comm_s beside compute).
+// Times the waits of the dp, pp, embedding, expert-dp and world groups of `groups` on
+// `clock` as comm waits, and the ep group's all-to-alls as ep_comm. The tp collectives
+// stay part of the forward and backward they sit in (the cost model counts them there
+// too, as tp_comm_s beside compute).
 void time_comm_waits(CommGroups& groups, StepClock& clock);
 
 }  // namespace sextant

@@ -9,6 +9,7 @@
 
 #include "executor/fused_ops.h"
 #include "executor/layer_function.h"
+#include "executor/moe.h"
 #include "executor/tp_ops.h"
 
 namespace sextant {
@@ -177,9 +178,13 @@ std::vector<ParamSpec> layer_param_specs(const ModelSpec& m, LayerKind kind, int
     add_linear(out, b + "attn.v", m.kv_size(), h, true, m.qkv_bias);
     add_linear(out, b + "attn.o", h, m.q_size(), false, m.attn_out_bias);
     add_norm(out, m, b + "norm2");
-    if (m.mlp == MlpKind::swiglu) add_linear(out, b + "mlp.gate", f, h, true, m.mlp_bias);
-    add_linear(out, b + "mlp.up", f, h, true, m.mlp_bias);
-    add_linear(out, b + "mlp.down", h, f, false, m.mlp_bias);
+    if (m.is_moe()) {
+      add_moe_param_specs(out, m, index);
+    } else {
+      if (m.mlp == MlpKind::swiglu) add_linear(out, b + "mlp.gate", f, h, true, m.mlp_bias);
+      add_linear(out, b + "mlp.up", f, h, true, m.mlp_bias);
+      add_linear(out, b + "mlp.down", h, f, false, m.mlp_bias);
+    }
   }
   if (kind == LayerKind::head) {
     add_norm(out, m, "head.norm");
@@ -204,12 +209,23 @@ torch::Tensor init_param(const ParamSpec& spec, uint64_t seed, int64_t tp_rank, 
 }
 
 std::string unsupported_reason(const ModelSpec& m, const ParallelLayout& l) {
-  if (m.is_moe()) return "mixture-of-experts models (mixtral) are not supported by the executor yet";
+  if (m.is_moe() && m.mlp != MlpKind::swiglu) return "mixture-of-experts models need SwiGLU experts";
+  if (m.is_moe() && m.parallel_residual) return "mixture-of-experts models with a parallel residual are not supported";
+  if (m.shared_expert_ffn_size % l.tp != 0) return "tp must divide the shared expert's width";
   if (m.num_kv_heads % l.tp != 0) return "tp must divide num_key_value_heads (" + std::to_string(m.num_kv_heads) + ")";
   if (m.vocab_size % l.tp != 0) return "tp must divide vocab_size (" + std::to_string(m.vocab_size) + ")";
   if (m.ffn_hidden_size % l.tp != 0) return "tp must divide the MLP width";
   if (l.sequence_parallel && m.seq_len % l.tp != 0) return "sequence parallelism needs seq_len divisible by tp";
   if (m.num_layers < l.pp * l.vpp) return "pp*vpp exceeds the number of layers";
+  return "";
+}
+
+std::string expert_parallel_problem(const ModelSpec& m, const ParallelLayout& l) {
+  if (l.ep == 1) return "";
+  if (!m.is_moe())
+    return "ep = " + std::to_string(l.ep) + " needs a mixture-of-experts model; " + m.name + " is dense (use ep = 1)";
+  if (m.num_experts % l.ep != 0)
+    return "ep = " + std::to_string(l.ep) + " must divide the number of experts (" + std::to_string(m.num_experts) + ")";
   return "";
 }
 
@@ -232,6 +248,10 @@ torch::Tensor embedding_forward(const ParamMap& p, const torch::Tensor& tokens, 
 torch::Tensor block_forward(const ParamMap& p, int64_t index, const torch::Tensor& x, const ModelContext& ctx) {
   const ModelSpec& m = *ctx.model;
   const std::string b = "blocks." + std::to_string(index) + ".";
+  if (m.is_moe()) {
+    torch::Tensor y = x + attention(p, b + "attn.", norm(p, b + "norm1", x, m), ctx);
+    return y + moe_mlp(p, index, norm(p, b + "norm2", y, m), ctx);
+  }
   if (m.parallel_residual)  // GPT-NeoX: attention and MLP read the same input
     return x + attention(p, b + "attn.", norm(p, b + "norm1", x, m), ctx) +
            mlp(p, b + "mlp.", norm(p, b + "norm2", x, m), ctx);

@@ -1,7 +1,7 @@
 // The decoder the executor trains, built from the same ModelSpec the planner reads:
 // RMSNorm/LayerNorm, RoPE/learned positions, SwiGLU/GELU, GQA, tied or untied embeddings,
-// with column/row-parallel linears, a vocab-parallel embedding and loss, and optional
-// sequence parallelism. Parameters are named; each is initialised in full from a
+// with column/row-parallel linears, a vocab-parallel embedding and loss, optional
+// sequence parallelism, and mixture-of-experts MLPs with expert parallelism (executor/moe.h). Parameters are named; each is initialised in full from a
 // generator seeded by (seed, name) and then sliced, so every layout starts from the
 // same model.
 #pragma once
@@ -26,9 +26,16 @@ struct ParamSpec {
   int shard_dim = -1;           // split over tp along this dim; -1: the same on every tp rank
   enum class Init { normal, zeros, ones } init = Init::normal;
   bool decay = true;            // AdamW weight decay: matrices yes, norms and biases no
+  // MoE: the global id of the routed expert this belongs to (-1: none). Experts are split
+  // over the ep group and their gradients reduced over the expert-dp group.
+  int64_t expert = -1;
+  // The same on every tp rank, but each tp rank's gradient is a partial sum to be summed
+  // over tp (the MoE router and shared-expert gate weigh tp-partial expert outputs).
+  bool tp_partial_grad = false;
 };
 
-// Parameters of one layer in a fixed order. With `tied_copy`, the head holds its own
+// Parameters of one layer in a fixed order (MoE blocks: every routed expert; a rank keeps
+// its ep share, moe.h local_experts). With `tied_copy`, the head holds its own
 // copy of the word embedding (tied embeddings, head on another stage than the embedding).
 std::vector<ParamSpec> layer_param_specs(const ModelSpec& model, LayerKind kind, int64_t index, bool tied_copy);
 // The full tensor (normal(0, 0.02), zeros or ones) from a generator seeded by
@@ -36,6 +43,9 @@ std::vector<ParamSpec> layer_param_specs(const ModelSpec& model, LayerKind kind,
 torch::Tensor init_param(const ParamSpec& spec, uint64_t seed, int64_t tp_rank, int64_t tp);
 // The executor's own limits (MoE, vocabulary or heads not dividing tp, ...); "" if supported.
 std::string unsupported_reason(const ModelSpec& model, const ParallelLayout& layout);
+// What is wrong with the layout's ep for this model (ep > 1 on a dense model, ep not
+// dividing the experts); "" if nothing.
+std::string expert_parallel_problem(const ModelSpec& model, const ParallelLayout& layout);
 
 using ParamMap = std::unordered_map<std::string, torch::Tensor>;
 
@@ -46,9 +56,13 @@ inline torch::ScalarType at_least_fp32(torch::ScalarType working) {
   return c10::promoteTypes(working, torch::kFloat);
 }
 
+struct MoeLoss;  // executor/moe.h
+
 struct ModelContext {
   const ModelSpec* model = nullptr;
   Comm* tp = nullptr;
+  Comm* ep = nullptr;           // MoE token exchange; null when ep == 1
+  MoeLoss* moe_loss = nullptr;  // MoE: where the load-balancing loss goes; null: not trained
   bool sequence_parallel = false;
   bool selective_recompute = false;
   bool flash_attention = true;  // keep no s×s attention scores for backward (the plan's job.flash_attention)

@@ -149,6 +149,44 @@ void NcclComm::broadcast(torch::Tensor& t, int root) {
   compute_waits_for_comm();
 }
 
+// NCCL has no all-to-all-v: one group of a send and a receive per peer (NCCL's own
+// recipe), peers with nothing to move skipped. The counts are host values (the caller
+// exchanged them first, executor/moe.cpp). Pending pipeline sends are not mixed in: they
+// go to another communicator.
+void NcclComm::all_to_all(const torch::Tensor& in, const std::vector<int64_t>& send_rows, torch::Tensor& out,
+                          const std::vector<int64_t>& recv_rows) {
+  require_contiguous(in, "all_to_all");
+  require_contiguous(out, "all_to_all");
+  if (static_cast<int>(send_rows.size()) != size_ || static_cast<int>(recv_rows.size()) != size_)
+    throw CommError("all_to_all: one count per peer");
+  if (in.dim() < 1 || out.dim() < 1 || in.sizes().slice(1) != out.sizes().slice(1) ||
+      in.scalar_type() != out.scalar_type())
+    throw CommError("all_to_all: input and output need one row shape and dtype");
+  int64_t sent = 0, received = 0;
+  for (int64_t r : send_rows) sent += r;
+  for (int64_t r : recv_rows) received += r;
+  if (sent != in.size(0) || received != out.size(0))
+    throw CommError("all_to_all: counts must add up to the rows of input and output");
+  const int64_t row = c10::multiply_integers(in.sizes().slice(1));
+  const int64_t bytes = static_cast<int64_t>(in.element_size());
+  comm_waits_for_compute();
+  NCCL_CHECK(ncclGroupStart());
+  int64_t send_at = 0, recv_at = 0;
+  for (int peer = 0; peer < size_; ++peer) {
+    const size_t p = static_cast<size_t>(peer);
+    if (send_rows[p] > 0)
+      NCCL_CHECK(ncclSend(static_cast<const char*>(in.data_ptr()) + send_at * row * bytes,
+                          static_cast<size_t>(send_rows[p] * row), nccl_type(in), peer, comm_, stream_));
+    if (recv_rows[p] > 0)
+      NCCL_CHECK(ncclRecv(static_cast<char*>(out.data_ptr()) + recv_at * row * bytes,
+                          static_cast<size_t>(recv_rows[p] * row), nccl_type(out), peer, comm_, stream_));
+    send_at += send_rows[p];
+    recv_at += recv_rows[p];
+  }
+  NCCL_CHECK(ncclGroupEnd());
+  compute_waits_for_comm();
+}
+
 // NCCL matches point-to-point messages by order per pair of ranks, not by tag. Sends are
 // held until the next receive (or wait_sends) and issued with it in one group, so two
 // stages that each send before they receive (1F1B's steady state) cannot deadlock.

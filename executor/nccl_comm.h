@@ -42,6 +42,8 @@ class NcclComm final : public Comm {
   void reduce_scatter(const torch::Tensor& input, torch::Tensor& output) override;
   void all_gather(const torch::Tensor& input, torch::Tensor& output) override;
   void broadcast(torch::Tensor& tensor, int root) override;
+  void all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows, torch::Tensor& output,
+                  const std::vector<int64_t>& recv_rows) override;
   void send(const torch::Tensor& tensor, int peer, int tag) override;
   void recv(torch::Tensor& tensor, int peer, int tag) override;
   void wait_sends() override;

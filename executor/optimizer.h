@@ -4,6 +4,9 @@
 // Each layer's parameters form up to two groups (split over tp, or the same on every tp
 // rank), each one flat buffer padded to a multiple of dp; a group is also the gradient
 // bucket. This rank owns elements [r·P/dp, (r+1)·P/dp) of a group for ZeRO >= 1.
+// MoE layers add a group of the router and shared-expert gate (replicated over tp,
+// gradients summed over tp), and one of this rank's routed experts, whose "dp" is the
+// expert-dp group (size dp/ep): everything below then holds over that group instead.
 //   ZeRO-0: every rank keeps everything; gradients all-reduced after the last micro-batch.
 //   ZeRO-1: optimizer states for the owned shard; gradients reduce-scattered after the last
 //           micro-batch; updated shards all-gathered.
@@ -61,6 +64,8 @@ class ParamGroup final : public ShardedParams {
   const std::vector<ParamSpec>& specs() const { return specs_; }
   const std::vector<torch::Tensor>& params() const { return params_; }  // autograd leaves
   bool tp_replicated() const { return tp_replicated_; }
+  // Replicated over tp with gradients that are partial sums over tp (ParamSpec::tp_partial_grad).
+  bool tp_partial_grad() const { return specs_.front().tp_partial_grad; }
   bool tied_copy() const { return tied_copy_; }
 
   void before_use() override;      // ZeRO-3: gather

@@ -13,7 +13,12 @@ Stage::Stage(const ModelSpec& model, const ParallelLayout& layout, const std::ve
              CommGroups& comm, uint64_t seed, torch::ScalarType working_dtype, torch::Device device,
              bool flash_attention)
     : model_(model), layout_(layout), comm_(comm), dtype_(working_dtype), device_(device), seed_(seed) {
-  ctx_ = ModelContext{&model_, comm_.tp.get(), layout.sequence_parallel, layout.recompute == Recompute::selective,
+  ctx_ = ModelContext{&model_,
+                      comm_.tp.get(),
+                      comm_.ep.get(),
+                      model_.is_moe() ? &moe_loss_ : nullptr,
+                      layout.sequence_parallel,
+                      layout.recompute == Recompute::selective,
                       flash_attention};
   for (const ChunkSpec& spec : partition) {
     if (spec.stage != comm_.coord.pp) continue;
@@ -27,23 +32,43 @@ Stage::Stage(const ModelSpec& model, const ParallelLayout& layout, const std::ve
             [](const Chunk& a, const Chunk& b) { return a.spec.virtual_stage < b.spec.virtual_stage; });
 }
 
-// A layer's parameters become up to two groups: split over tp, and the same on every tp rank.
+namespace {
+
+// How a parameter's gradient is reduced and its state sharded: over dp, split over tp or
+// the same on every tp rank (its gradient then whole on each, or a partial sum over tp);
+// routed experts over the expert-dp group.
+enum class GroupKind { split, replicated, tp_partial, experts };
+
+GroupKind kind_of(const ParamSpec& s) {
+  if (s.expert >= 0) return GroupKind::experts;
+  if (s.tp_partial_grad) return GroupKind::tp_partial;
+  return s.shard_dim < 0 ? GroupKind::replicated : GroupKind::split;
+}
+
+}  // namespace
+
+// A layer's parameters become up to four groups, one per GroupKind; of the routed experts
+// only this rank's share (moe.h local_experts).
 std::vector<ParamGroup*> Stage::make_groups(LayerKind kind, int64_t index) {
   const bool tied_copy = kind == LayerKind::head && model_.tied_embeddings && layout_.pp > 1;
   const std::vector<ParamSpec> specs = layer_param_specs(model_, kind, index, tied_copy);
+  const ExpertRange mine = local_experts(model_, layout_.ep, comm_.ep_rank());
   std::vector<ParamGroup*> made;
-  for (bool replicated : {false, true}) {
+  for (GroupKind group : {GroupKind::split, GroupKind::replicated, GroupKind::tp_partial, GroupKind::experts}) {
     std::vector<ParamSpec> part;
     std::vector<torch::Tensor> values;
     for (const ParamSpec& s : specs) {
-      if ((s.shard_dim < 0) != replicated) continue;
+      if (kind_of(s) != group) continue;
+      if (s.expert >= 0 && (s.expert < mine.first || s.expert >= mine.first + mine.count)) continue;
       part.push_back(s);
       values.push_back(init_param(s, seed_, comm_.coord.tp, layout_.tp));
     }
     if (part.empty()) continue;
+    const bool replicated = group == GroupKind::replicated || group == GroupKind::tp_partial;
     const bool holds_embedding = part.front().name == "embed.weight";
+    Comm& reduce_over = group == GroupKind::experts ? comm_.expert_dp_group() : *comm_.dp;
     groups_.push_back(std::make_unique<ParamGroup>(part, values, replicated, tied_copy && holds_embedding,
-                                                   *comm_.dp, layout_.zero, dtype_, device_));
+                                                   reduce_over, layout_.zero, dtype_, device_));
     ParamGroup* g = groups_.back().get();
     for (size_t i = 0; i < part.size(); ++i) params_[part[i].name] = g->params()[i];
     if (holds_embedding && model_.tied_embeddings && layout_.pp > 1) tied_groups_.push_back(g);
@@ -98,6 +123,13 @@ torch::Tensor Stage::run_schedule(const torch::Tensor& tokens, double loss_scale
   Comm& link = *comm_.pp;
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
   for (auto& g : groups_) g->begin_step(m);
+  if (model_.is_moe()) {  // moe.h MoeLoss: a micro-batch of b·s tokens, its loss scaled by loss_scale
+    moe_loss_.value_weight = model_.router_aux_loss_coef * static_cast<double>(tokens.size(1) * seq) * loss_scale /
+                             static_cast<double>(model_.num_layers);
+    moe_loss_.grad_scale = moe_loss_.value_weight / static_cast<double>(layout_.tp);
+    moe_loss_.counts = comm_.coord.tp == 0;
+    moe_loss_.sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+  }
   const Schedule schedule = make_schedule(pp, layout_.vpp, m);
   TraceRecorder* trace = clock ? clock->trace() : nullptr;  // the traced step only
   // Pipeline messages of micro-batch j, chunk c (p2p events of the traced step).
@@ -144,6 +176,11 @@ torch::Tensor Stage::run_schedule(const torch::Tensor& tokens, double loss_scale
   }
   link.wait_sends();
   return loss_sum;
+}
+
+torch::Tensor Stage::aux_loss_sum() const {
+  if (moe_loss_.sum.defined()) return moe_loss_.sum;
+  return torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
 }
 
 }  // namespace sextant

@@ -16,6 +16,7 @@
 #include "executor/comm.h"
 #include "executor/layer_function.h"
 #include "executor/model.h"
+#include "executor/moe.h"
 #include "executor/optimizer.h"
 #include "executor/step_clock.h"
 
@@ -37,6 +38,10 @@ class Stage {
   std::vector<std::unique_ptr<ParamGroup>>& groups() { return groups_; }
   // Groups holding the word embedding on the first and last stage (tied, pp > 1).
   const std::vector<ParamGroup*>& tied_groups() const { return tied_groups_; }
+  // The MoE load-balancing loss of the last run_schedule's micro-batches, scaled as its
+  // return value and counted on tp rank 0 only (a float64 scalar on the device; 0 for a
+  // dense model).
+  torch::Tensor aux_loss_sum() const;
 
  private:
   struct Layer {
@@ -64,6 +69,7 @@ class Stage {
   std::vector<std::unique_ptr<ParamGroup>> groups_;
   std::vector<ParamGroup*> tied_groups_;
   ParamGroup* embedding_group_ = nullptr;  // the word embedding's group on this rank
+  MoeLoss moe_loss_;
 };
 
 }  // namespace sextant

@@ -87,6 +87,7 @@ StepTimes StepClock::finish() {
       case StepPhase::backward: t.backward_s += s; break;
       case StepPhase::optimizer: t.optimizer_s += s; break;
       case StepPhase::comm_wait: t.comm_wait_s += s; break;
+      case StepPhase::ep_comm: t.ep_comm_s += s; break;
       case StepPhase::none: break;
     }
   }

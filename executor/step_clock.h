@@ -1,9 +1,11 @@
-// Where one step's time goes on this rank: forward, backward and optimizer work, and the
-// time blocked in communication (dp and pp collectives, pipeline sends and receives).
+// Where one step's time goes on this rank: forward, backward and optimizer work, the
+// time blocked in communication (dp and pp collectives, pipeline sends and receives), and
+// the MoE all-to-alls of the ep group (dispatch and combine, their count exchanges, in
+// forward, backward and recompute), which stand apart as ep_comm.
 //
 // The step is a sequence of marks; the time between two marks goes to the phase that was
 // current. Phases nest (a receive inside a forward is a comm wait, then the forward goes
-// on), so the four parts never overlap and their sum is at most the step's wall time.
+// on), so the five parts never overlap and their sum is at most the step's wall time.
 // On a GPU the marks are CUDA events on the legacy default stream, where LibTorch's ops,
 // our kernels and NCCL's stream waits are ordered (executor/nccl_comm.h): a comm wait is
 // then the time the compute stream stood still. On the CPU they are steady_clock readings.
@@ -20,9 +22,10 @@ class TraceRecorder;  // executor/trace_recorder.h
 
 struct StepTimes {
   double forward_s = 0, backward_s = 0, optimizer_s = 0, comm_wait_s = 0;
+  double ep_comm_s = 0;  // MoE all-to-alls (0 without expert parallelism)
 };
 
-enum class StepPhase { none, forward, backward, optimizer, comm_wait };
+enum class StepPhase { none, forward, backward, optimizer, comm_wait, ep_comm };
 
 class StepClock {
  public:

@@ -33,6 +33,7 @@ namespace {
 
 struct StepStats {
   double loss = 0, step_time_s = 0, peak_bytes = 0, grad_norm = 0;
+  double aux_loss = 0;  // MoE load-balancing loss, part of loss
   bool skipped = false;
   double loss_scale = 1;
   StepTimes parts;  // the ranks' mean
@@ -70,13 +71,13 @@ torch::ScalarType working_dtype(Precision precision, const std::string& plan_pat
 OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& groups,
                                    const std::vector<ParamGroup*>& tied, CommGroups& comm, LossScaler& scaler,
                                    const AdamConfig& adam, int64_t step, const torch::Tensor& local_loss,
-                                   TraceRecorder* trace) {
+                                   TraceRecorder* trace, const torch::Tensor& local_aux_loss) {
   const ParallelLayout& l = comm.layout;
   {
     const TraceSpan span(trace, trace_name::dp_reduce, "dp-exposed", TraceThread::dp_comm);
     for (auto& g : groups) g->finish_gradients();
     for (auto& g : groups)
-      if (l.sequence_parallel && g->tp_replicated()) comm.tp->all_reduce(g->owned_grad());
+      if (g->tp_replicated() && (l.sequence_parallel || g->tp_partial_grad())) comm.tp->all_reduce(g->owned_grad());
     for (ParamGroup* g : tied) comm.embedding->all_reduce(g->owned_grad());
   }
   const TraceSpan span(trace, trace_name::optimizer, "optimizer", TraceThread::compute);
@@ -93,11 +94,15 @@ OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& gro
   torch::Tensor square_sum = torch::zeros({}, scalar);
   for (auto& g : groups) g->add_grad_square_sum(square_sum, comm.coord.tp == 0);
   const bool counts_loss = comm.last_stage() && comm.coord.tp == 0;
-  torch::Tensor sums = torch::stack({square_sum, counts_loss ? local_loss : torch::zeros({}, scalar), overflowed});
+  // The aux loss is counted on every stage (its layers' share), by tp rank 0 (MoeLoss::counts).
+  const torch::Tensor aux = local_aux_loss.defined() ? local_aux_loss : torch::zeros({}, scalar);
+  torch::Tensor sums =
+      torch::stack({square_sum, counts_loss ? local_loss : torch::zeros({}, scalar), overflowed, aux.to(scalar.device())});
   comm.world->all_reduce(sums);
   const torch::Tensor host = sums.to(torch::kCPU);
   const double* summed = host.data_ptr<double>();
-  out.loss = summed[1];
+  out.aux_loss = summed[3];
+  out.loss = summed[1] + summed[3];
   out.skipped = summed[2] > 0;
   if (scaler.dynamic()) scaler.update(out.skipped);
   if (out.skipped) {
@@ -146,10 +151,12 @@ StepStats train_step(Stage& stage, CommGroups& comm, const PlanFile& plan, const
   const double scale = scaler.scale();
   const torch::Tensor local_loss =
       stage.run_schedule(tokens, scale / static_cast<double>(batch * seq), &clock) / scale;
+  const torch::Tensor local_aux_loss = stage.aux_loss_sum() / scale;
   OptimizerStepResult r;
   {
     const PhaseScope phase(&clock, StepPhase::optimizer);
-    r = optimizer_step(stage.groups(), stage.tied_groups(), comm, scaler, adam, step, local_loss, clock.trace());
+    r = optimizer_step(stage.groups(), stage.tied_groups(), comm, scaler, adam, step, local_loss, clock.trace(),
+                       local_aux_loss);
   }
   const StepTimes t = clock.finish();
 
@@ -157,11 +164,14 @@ StepStats train_step(Stage& stage, CommGroups& comm, const PlanFile& plan, const
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   torch::Tensor maxes = torch::tensor({elapsed, static_cast<double>(peak_bytes(device_index))}, torch::kDouble);
   comm.world->all_reduce_max(maxes);
-  torch::Tensor parts = torch::tensor({t.forward_s, t.backward_s, t.optimizer_s, t.comm_wait_s}, torch::kDouble);
+  torch::Tensor parts =
+      torch::tensor({t.forward_s, t.backward_s, t.optimizer_s, t.comm_wait_s, t.ep_comm_s}, torch::kDouble);
   comm.world->all_reduce(parts);
   parts /= static_cast<double>(comm.world->size());
-  StepStats s{r.loss, maxes[0].item<double>(), maxes[1].item<double>(), r.grad_norm, r.skipped, scaler.scale(), {}};
-  s.parts = {parts[0].item<double>(), parts[1].item<double>(), parts[2].item<double>(), parts[3].item<double>()};
+  StepStats s{r.loss, maxes[0].item<double>(), maxes[1].item<double>(), r.grad_norm, r.aux_loss, r.skipped,
+              scaler.scale(), {}};
+  s.parts = {parts[0].item<double>(), parts[1].item<double>(), parts[2].item<double>(), parts[3].item<double>(),
+             parts[4].item<double>()};
   return s;
 }
 
@@ -182,7 +192,14 @@ void restore_state(Stage& stage, const NamedTensors& state) {
   }
 }
 
-// Full weights of this stage, gathered over dp and tp, written by its (dp 0, tp 0) rank.
+// `v` of every rank of `group`, concatenated along dim 0 in rank order (collective).
+torch::Tensor gathered(const torch::Tensor& v, Comm& group) {
+  torch::Tensor all = torch::empty({group.size() * v.numel()}, v.options());
+  group.all_gather(v.reshape({-1}).contiguous(), all);
+  return all;
+}
+
+// Full weights of this stage, gathered over dp, tp and ep, written by its (dp 0, tp 0) rank.
 void dump_weights(Stage& stage, CommGroups& comm, const std::string& dir) {
   NamedTensors full;
   for (auto& g : stage.groups()) {
@@ -191,13 +208,22 @@ void dump_weights(Stage& stage, CommGroups& comm, const std::string& dir) {
       const ParamSpec& spec = g->specs()[i];
       torch::Tensor v = values[i];
       if (spec.shard_dim >= 0 && comm.layout.tp > 1) {
-        torch::Tensor all = torch::empty({comm.layout.tp * v.numel()}, v.options());
-        comm.tp->all_gather(v.reshape({-1}).contiguous(), all);
+        const torch::Tensor all = gathered(v, *comm.tp);
         std::vector<torch::Tensor> parts;
         for (int64_t r = 0; r < comm.layout.tp; ++r) parts.push_back(all.narrow(0, r * v.numel(), v.numel()).view(v.sizes()));
         v = torch::cat(parts, spec.shard_dim);
       }
-      if (!g->tied_copy()) full.push_back({spec.name, v});
+      if (g->tied_copy()) continue;
+      if (spec.expert < 0 || !comm.ep) {
+        full.push_back({spec.name, v});
+        continue;
+      }
+      // A routed expert: the same parameter of the experts every ep rank holds in this place.
+      const int64_t per_rank = g->specs().back().expert - g->specs().front().expert + 1;
+      const int64_t j = spec.expert - comm.ep_rank() * per_rank;
+      const torch::Tensor all = gathered(v, *comm.ep);
+      for (int64_t r = 0; r < comm.ep->size(); ++r)
+        full.push_back({with_expert(spec.name, r * per_rank + j), all.narrow(0, r * v.numel(), v.numel()).view(v.sizes())});
     }
   }
   if (comm.coord.dp == 0 && comm.coord.tp == 0) {
@@ -269,13 +295,20 @@ class RunRecorder {
   }
   static void follow() { agree(nullptr); }  // the other ranks' side of the constructor
 
-  void step(const StepRecord& r, double grad_norm, const LossScaler& scaler, bool skipped) {
+  // `moe`: the metrics line also splits the loss into the language-model loss and the
+  // load-balancing loss. ep_comm_s (the all-to-alls) is not in the store's steps yet.
+  void step(const StepRecord& r, const StepStats& s, const LossScaler& scaler, bool moe) {
+    const bool skipped = s.skipped;
     if (store_) store_->append_step(run_id_, r);  // a killed run keeps every step it finished
     nlohmann::json line = {{"step", r.step}, {"loss", r.loss}, {"step_time_s", r.step_time_s},
                            {"tokens_per_s", r.tokens_per_s}, {"mfu", r.mfu}, {"peak_bytes", r.peak_bytes},
-                           {"grad_norm", skipped ? nlohmann::json() : nlohmann::json(grad_norm)},
+                           {"grad_norm", skipped ? nlohmann::json() : nlohmann::json(s.grad_norm)},
                            {"forward_s", r.forward_s}, {"backward_s", r.backward_s}, {"optimizer_s", r.optimizer_s},
-                           {"comm_wait_s", r.comm_wait_s}};
+                           {"comm_wait_s", r.comm_wait_s}, {"ep_comm_s", s.parts.ep_comm_s}};
+    if (moe) {
+      line["lm_loss"] = r.loss - s.aux_loss;
+      line["aux_loss"] = s.aux_loss;
+    }
     if (scaler.dynamic()) {
       line["loss_scale"] = scaler.scale();
       line["skipped"] = skipped;
@@ -353,6 +386,8 @@ class StepTracer {
 // Everything checked before any work: bad input is refused on every rank alike.
 torch::ScalarType check_input(const PlanFile& plan, const ExecuteOptions& o, int world_size) {
   const ParallelLayout& l = plan.layout;
+  if (const std::string why = expert_parallel_problem(plan.model, l); !why.empty())
+    throw InputError(o.plan_path, "layout.ep", why);
   if (world_size != l.world_size())
     throw InputError(o.plan_path, "layout", "dp*tp*pp = " + std::to_string(l.world_size()) + " but the job has " +
                                                 std::to_string(world_size) + " ranks; launch with mpirun -np " +
@@ -423,7 +458,7 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
         recorder->step({step, s.loss, s.step_time_s, tokens_per_step / s.step_time_s,
                         flops_per_step / s.step_time_s / peak, s.peak_bytes, s.parts.forward_s, s.parts.backward_s,
                         s.parts.optimizer_s, s.parts.comm_wait_s},
-                       s.grad_norm, scaler, s.skipped);
+                       s, scaler, plan.model.is_moe());
       tracer.after(step, comm, log);
       if (o.checkpoint_every > 0 && !o.checkpoint_dir.empty() && (step + 1) % o.checkpoint_every == 0)
         for (const std::string& problem : save_checkpoint(o.checkpoint_dir, step + 1, stage_state(stage), identity,

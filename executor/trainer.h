@@ -62,6 +62,7 @@ torch::ScalarType working_dtype(Precision precision, const std::string& plan_pat
 
 struct OptimizerStepResult {
   double loss = 0, grad_norm = 0;
+  double aux_loss = 0;  // MoE: the load-balancing loss, included in `loss`
   bool skipped = false;  // non-finite gradients under dynamic loss scaling: nothing updated
 };
 
@@ -70,13 +71,16 @@ struct OptimizerStepResult {
 // for inf/NaN on every rank when the scaler is dynamic (an overflow anywhere skips the
 // step everywhere and the scaler backs off), clipped by the global norm, AdamW.
 // `local_loss` is this rank's share of the loss, already divided by the scale (a float64
-// scalar on the device). The host reads back once: the world all-reduce of [square sum,
-// loss, overflowed ranks], so every rank takes the same skip decision.
+// scalar on the device); `local_aux_loss` (MoE, optional) its share of the load-balancing
+// loss, likewise, added to it. Replicated weights whose gradients are partial over tp (MoE
+// router and shared-expert gate) are summed over tp like those of sequence parallelism.
+// The host reads back once: the world all-reduce of [square sum, loss, overflowed ranks,
+// aux loss], so every rank takes the same skip decision.
 // `tied`: the groups holding a tied embedding on the first and last stage.
 OptimizerStepResult optimizer_step(std::vector<std::unique_ptr<ParamGroup>>& groups,
                                    const std::vector<ParamGroup*>& tied, CommGroups& comm, LossScaler& scaler,
                                    const AdamConfig& adam, int64_t step, const torch::Tensor& local_loss,
-                                   TraceRecorder* trace = nullptr);
+                                   TraceRecorder* trace = nullptr, const torch::Tensor& local_aux_loss = {});
 
 // Runs the job on this rank (MPI initialised by the caller). Rank 0 writes the log lines,
 // the metrics file and the store: the run when it starts, each step as it finishes, and

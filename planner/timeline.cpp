@@ -96,7 +96,7 @@ const std::vector<std::string>& trace_event_names() {
   static const std::vector<std::string> names = {
       trace_name::forward,   trace_name::backward,  trace_name::recompute,
       trace_name::tp_comm,   trace_name::p2p_send,  trace_name::p2p_recv,
-      trace_name::dp_reduce, trace_name::optimizer, trace_name::offload};
+      trace_name::dp_reduce, trace_name::optimizer, trace_name::offload, trace_name::all_to_all};
   return names;
 }
 

@@ -37,6 +37,7 @@ inline constexpr const char* p2p_recv = "p2p recv";
 inline constexpr const char* dp_reduce = "dp reduce";
 inline constexpr const char* optimizer = "optimizer";
 inline constexpr const char* offload = "offload";
+inline constexpr const char* all_to_all = "all to all";  // MoE dispatch / combine over the ep group
 }  // namespace trace_name
 // Every name above: what a trace of either kind may hold.
 const std::vector<std::string>& trace_event_names();

@@ -1,10 +1,13 @@
 // sextant execute end to end on CPU ranks (ctest label mpi):
-//  - equivalence: every layout of the matrix trains the single-rank run's model (below);
+//  - equivalence: every layout of the matrix trains the single-rank run's model (below),
+//    mixture-of-experts models (tiny-mixtral, tiny-qwen2-moe) under expert parallelism
+//    included, each against its own single-rank run;
 //  - bf16 mixed precision follows the fp32 run to bf16's resolution;
 //  - a run killed mid-way and resumed from its checkpoint continues with bit-identical losses;
 //  - only the --keep-checkpoints newest checkpoints stay, and the newest resumes;
 //  - a rank that dies ends the job within 60 s; a loss that is not finite stops the run;
-//  - plans that do not match the job are refused before any work.
+//  - plans that do not match the job are refused before any work, bad ep among them;
+//  - a MoE run resumes bit-identically and its checkpoint holds each expert once.
 //
 // Equivalence, by construction rather than by a bound tuned to one BLAS. In fp32 a
 // layout's run differs from the single-rank run only by rounding: tp splits GEMMs, dp
@@ -107,10 +110,41 @@ int ranks_of(const std::string& fix) {
   return value("dp") * value("tp") * value("pp");
 }
 
-Result plan(const std::string& name, const std::string& fix, const std::string& precision = "fp32") {
-  return shell(std::string(SEXTANT_BINARY) + " plan --model " SEXTANT_EXAMPLES "/models/tiny-llama.json --cluster local-cpu" +
-               " --gpus " + std::to_string(ranks_of(fix)) + " --global-batch 8 --seq 32 --precision " + precision +
-               " --top 1 --db plans.db --out plan-" + name + ".json --fix " + full_fix(fix));
+// Expert parallelism: until the planner searches ep (`--fix ep=N`), a plan with ep = N is
+// the plan of the same layout at ep = 1 with its layout's ep set (the plan reader checks
+// dp % ep). Once it does, this is true and the fix goes to the planner as it is.
+constexpr bool kPlannerFixesEp = false;
+
+// `fix` without its ep key, and that ep (1 if none).
+std::pair<std::string, int> without_ep(const std::string& fix) {
+  std::stringstream in(fix);
+  std::string item, rest;
+  int ep = 1;
+  while (std::getline(in, item, ',')) {
+    if (item.rfind("ep=", 0) == 0) ep = std::stoi(item.substr(3));
+    else rest += (rest.empty() ? "" : ",") + item;
+  }
+  return {rest, ep};
+}
+
+// Sets layout.ep of plan `name` (also what a plan the planner would refuse looks like).
+void set_ep(const std::string& name, int ep) {
+  const fs::path file = work_dir() / ("plan-" + name + ".json");
+  nlohmann::json p = nlohmann::json::parse(std::ifstream(file));
+  p["layout"]["ep"] = ep;
+  std::ofstream(file) << p.dump(2);
+}
+
+// `model`: a file of examples/models.
+Result plan(const std::string& name, const std::string& fix, const std::string& precision = "fp32",
+            const std::string& model = "tiny-llama.json") {
+  const auto [planned_fix, ep] = kPlannerFixesEp ? std::pair<std::string, int>{fix, 1} : without_ep(fix);
+  const Result r = shell(std::string(SEXTANT_BINARY) + " plan --model " SEXTANT_EXAMPLES "/models/" + model +
+                         " --cluster local-cpu --gpus " + std::to_string(ranks_of(planned_fix)) +
+                         " --global-batch 8 --seq 32 --precision " + precision +
+                         " --top 1 --db plans.db --out plan-" + name + ".json --fix " + full_fix(planned_fix));
+  if (r.status == 0 && ep > 1) set_ep(name, ep);
+  return r;
 }
 
 Result execute(const std::string& name, int ranks, const std::string& args, bool launcher = true) {
@@ -142,9 +176,11 @@ constexpr double kU64 = 0x1p-53;                     // float64 unit roundoff
 constexpr double kLossBound64 = 100 * 2 * kU64;      // see the header: 100 × A_loss × u64
 constexpr double kWeightBound64 = 100 * 300 * kU64;  // 100 × A_weight × u64
 
-// A single-rank reference, without a launcher (a world of one): `args` "" (fp32) or "--fp64".
-std::string run_reference(const std::string& name, const std::string& args) {
-  EXPECT_EQ(plan(name, "").status, 0);
+// A single-rank reference of `model`, without a launcher (a world of one): `args` "" (fp32)
+// or "--fp64".
+std::string run_reference(const std::string& name, const std::string& args,
+                          const std::string& model = "tiny-llama.json") {
+  EXPECT_EQ(plan(name, "", "fp32", model).status, 0);
   const Result r =
       execute(name, 1,
               "--steps 10 --metrics-out m-" + name + ".jsonl --dump-weights w-" + name + " " + args,
@@ -155,14 +191,19 @@ std::string run_reference(const std::string& name, const std::string& args) {
   }
   return name;
 }
-// Run once each: the fp32 reference (bf16 compares with it) and the float64 one.
+// Run once each: the fp32 reference (bf16 compares with it) and the float64 one, per model.
 const std::string& reference() {
   static const std::string name = run_reference("ref", "");
   return name;
 }
-const std::string& reference64() {
-  static const std::string name = run_reference("ref64", "--fp64");
-  return name;
+const std::string& reference64(const std::string& model = "tiny-llama.json") {
+  static std::map<std::string, std::string> names;
+  auto it = names.find(model);
+  if (it == names.end()) {
+    const std::string name = model == "tiny-llama.json" ? "ref64" : "ref64-" + model.substr(0, model.find('.'));
+    it = names.emplace(model, run_reference(name, "--fp64", model)).first;
+  }
+  return it->second;
 }
 
 struct Difference {
@@ -204,7 +245,11 @@ Difference difference(const std::string& ref, const std::string& name) {
 struct Case {
   const char* name;
   const char* fix;
+  const char* model = "tiny-llama.json";
 };
+
+constexpr const char* kMixtral = "tiny-mixtral.json";
+constexpr const char* kQwen2Moe = "tiny-qwen2-moe.json";
 
 class Equivalence : public ::testing::TestWithParam<Case> {};
 
@@ -212,14 +257,14 @@ class Equivalence : public ::testing::TestWithParam<Case> {};
 TEST_P(Equivalence, MatchesTheSingleRankRunInFloat64) {
   const Case c = GetParam();
   const std::string name = std::string(c.name) + "-fp64";
-  reference64();
-  const Result p = plan(name, c.fix);
+  const std::string ref = reference64(c.model);
+  const Result p = plan(name, c.fix, "fp32", c.model);
   ASSERT_EQ(p.status, 0) << p.out;
   const Result r =
       execute(name, ranks_of(c.fix),
               "--fp64 --steps 10 --metrics-out m-" + name + ".jsonl --dump-weights w-" + name);
   ASSERT_EQ(r.status, 0) << r.out;
-  const Difference d = difference("ref64", name);
+  const Difference d = difference(ref, name);
   EXPECT_LE(d.loss, kLossBound64) << c.name;
   EXPECT_LE(d.weight, kWeightBound64) << c.name;
   EXPECT_EQ(weights("w-" + name).begin()->second.scalar_type(), torch::kDouble);
@@ -236,7 +281,17 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"tp2_sp_selective", "tp=2,sequence_parallel=true,recompute=selective"},
                       Case{"dp2_zero3_full", "dp=2,zero=3,micro_batch=2,recompute=full"},
                       Case{"dp2_tp2_zero2_sp", "dp=2,tp=2,zero=2,sequence_parallel=true"},
-                      Case{"pp2_full_zero1", "dp=2,pp=2,zero=1,recompute=full"}),
+                      Case{"pp2_full_zero1", "dp=2,pp=2,zero=1,recompute=full"},
+                      // Mixture of experts (executor/moe.h) against its own single-rank run.
+                      Case{"moe_dp2_ep2", "dp=2,ep=2", kMixtral},
+                      Case{"moe_dp4_ep4_zero1", "dp=4,ep=4,zero=1", kMixtral},
+                      Case{"moe_dp4_ep4_zero3", "dp=4,ep=4,zero=3", kMixtral},
+                      Case{"moe_dp4_ep2_zero3", "dp=4,ep=2,zero=3", kMixtral},
+                      Case{"moe_tp2_ep2", "dp=2,tp=2,ep=2", kMixtral},
+                      Case{"moe_tp2_sp_ep2", "dp=2,tp=2,ep=2,sequence_parallel=true,zero=2", kMixtral},
+                      Case{"moe_pp2_ep2", "dp=2,pp=2,ep=2", kMixtral},
+                      Case{"qwen_moe_tp2_ep2", "dp=2,tp=2,ep=2,zero=1", kQwen2Moe},
+                      Case{"qwen_moe_pp2_ep2_full", "dp=2,pp=2,ep=2,recompute=full", kQwen2Moe}),
     [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
 
 // The bounds are far from vacuous: the float64 single-rank run with its learning rate one
@@ -323,6 +378,63 @@ TEST(Training, KilledAndResumedContinuesWithBitIdenticalLosses) {
   // Steps 0-6 ran before the kill; the checkpoint after step 5 resumes at step 6.
   ASSERT_EQ(b.size(), 7u + 4u);
   for (size_t i = 0; i < 10; ++i) EXPECT_EQ(a[i], i < 7 ? b[i] : b[i + 1]) << "step " << i;
+}
+
+// MoE (dp 2, ep 2, ZeRO-1): a run resumed from its checkpoint continues with bit-identical
+// losses; the checkpoint holds each routed expert once (each ep rank its own), and the
+// metrics split the loss into the language-model and load-balancing parts and time the
+// all-to-alls.
+TEST(Training, MoeResumesBitIdenticallyAndCheckpointsEachExpertOnce) {
+  const std::string fix = "dp=2,ep=2,zero=1";
+  ASSERT_EQ(plan("moe-resume", fix, "fp32", kMixtral).status, 0);
+  const Result whole = execute("moe-resume", 2, "--steps 6 --metrics-out m-moe-whole.jsonl");
+  ASSERT_EQ(whole.status, 0) << whole.out;
+  fs::remove_all(work_dir() / "ckpt-moe");
+  const Result first = execute("moe-resume", 2, "--steps 3 --metrics-out m-moe-part.jsonl --checkpoint-dir ckpt-moe "
+                                                "--checkpoint-every 3");
+  ASSERT_EQ(first.status, 0) << first.out;
+  const Result resumed = execute("moe-resume", 2, "--steps 6 --metrics-out m-moe-part.jsonl --checkpoint-dir ckpt-moe "
+                                                  "--resume");
+  ASSERT_EQ(resumed.status, 0) << resumed.out;
+  const std::vector<double> a = losses("m-moe-whole.jsonl"), b = losses("m-moe-part.jsonl");
+  ASSERT_EQ(a.size(), 6u);
+  ASSERT_EQ(b.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) EXPECT_EQ(a[i], b[i]) << "step " << i;
+  std::map<std::string, int> expert_states;
+  for (int rank = 0; rank < 2; ++rank)
+    for (const auto& [name, t] : read_safetensors(
+             (work_dir() / "ckpt-moe" / "step-3" / ("rank-" + std::to_string(rank) + ".safetensors")).string()))
+      if (name.find(".experts.") != std::string::npos) ++expert_states[name];
+  // Per layer, one group per ep rank (its two experts) with param, exp_avg, exp_avg_sq.
+  EXPECT_EQ(expert_states.size(), 2u * 2u * 3u);
+  for (const auto& [name, count] : expert_states) EXPECT_EQ(count, 1) << name;
+  const std::vector<double> lm = metric("m-moe-whole.jsonl", "lm_loss"), aux = metric("m-moe-whole.jsonl", "aux_loss");
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_GT(aux[i], 0) << "step " << i;
+    EXPECT_NEAR(lm[i] + aux[i], a[i], 1e-6 * a[i]) << "step " << i;
+  }
+  for (double t : metric("m-moe-whole.jsonl", "ep_comm_s")) EXPECT_GT(t, 0);
+  std::printf("tiny-mixtral dp2 ep2: step 0 loss %.6f = lm %.6f + aux %.6f; ep_comm_s %.2e\n", a[0], lm[0], aux[0],
+              metric("m-moe-whole.jsonl", "ep_comm_s")[0]);
+}
+
+// Bad expert parallelism in a plan: one line naming layout.ep, exit 2, before any work.
+TEST(Training, ExpertParallelismTheModelCannotTakeIsRefused) {
+  ASSERT_EQ(plan("dense-ep", "dp=2").status, 0);  // tiny-llama is dense
+  set_ep("dense-ep", 2);
+  Result r = execute("dense-ep", 2, "--steps 1");
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_NE(r.out.find("layout.ep: ep = 2 needs a mixture-of-experts model"), std::string::npos) << r.out;
+  // 4 experts over ep = 3 (dp = 3, so a global batch of 6).
+  ASSERT_EQ(shell(std::string(SEXTANT_BINARY) + " plan --model " SEXTANT_EXAMPLES "/models/" + kMixtral +
+                  " --cluster local-cpu --gpus 3 --global-batch 6 --seq 32 --top 1 --db plans.db --out plan-ep3.json"
+                  " --fix " + full_fix("dp=3"))
+                .status,
+            0);
+  set_ep("ep3", 3);
+  r = execute("ep3", 3, "--steps 1");
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_NE(r.out.find("layout.ep: ep = 3 must divide the number of experts (4)"), std::string::npos) << r.out;
 }
 
 std::vector<std::string> checkpoints_in(const std::string& folder) {
