@@ -195,9 +195,12 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
       // read the local and received chunks and write the sum through the same HBM, about
       // 3 × the bytes each rank sends, which memory-bound work then waits for.
       exposed += memory_time_s(dev, 3.0 * (n_dense * per.grads) * bus_factor(reduce, l.dp));
-      if (n_expert > 0) exposed += memory_time_s(dev, 3.0 * (n_expert * per.grads) * bus_factor(reduce, l.dp / l.ep));
-      const double gather_s = collective_time_s(Collective::all_gather, n_dense * per.weights, dp_links) +
-                              collective_time_s(Collective::all_gather, n_expert * per.weights, expert_dp_links);
+      if (n_expert > 0)
+        exposed +=
+            memory_time_s(dev, 3.0 * (n_expert * per.grads) * bus_factor(reduce, l.dp / l.ep));
+      const double gather_s =
+          collective_time_s(Collective::all_gather, n_dense * per.weights, dp_links) +
+          collective_time_s(Collective::all_gather, n_expert * per.weights, expert_dp_links);
       if (l.zero == 1 || l.zero == 2) exposed += gather_s;  // updated shards after the step
       if (l.zero == 3) {  // gathered before forward and before backward of every micro-batch
         const double fwd_window_s = s.total_s() / 3.0;
@@ -208,7 +211,8 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
 
     // Optimizer step over this rank's shard: read master, m, v and the gradient, write
     // master, m, v and the working copy.
-    const double shard = l.zero >= 1 ? n_dense / static_cast<double>(l.dp) + n_expert / expert_dp : n;
+    const double shard =
+        l.zero >= 1 ? n_dense / static_cast<double>(l.dp) + n_expert / expert_dp : n;
     const double step_bytes = shard * (2 * per.optimizer + per.grads + per.weights);
     double opt_s = dev.kernels && !dev.measured ? dev.kernels->memory_s(MemoryOp::adamw, step_bytes)
                                                 : memory_time_s(dev, step_bytes);
@@ -287,10 +291,18 @@ nlohmann::json prediction_to_json(const Prediction& p) {
           {"hardware_tflops_per_gpu", p.hardware_tflops_per_gpu},
           {"mfu", p.mfu},
           {"hfu", p.hfu},
-          {"time", {{"compute_s", t.compute_s}, {"vector_s", t.vector_s}, {"layer_passes", t.layer_passes}, {"tp_comm_s", t.tp_comm_s},
-                    {"pp_p2p_s", t.pp_p2p_s}, {"ep_comm_s", t.ep_comm_s}, {"bubble_s", t.bubble_s},
-                    {"dp_comm_exposed_s", t.dp_comm_s}, {"optimizer_s", t.optimizer_s},
-                    {"offload_s", t.offload_s}, {"uncalibrated_step_s", t.uncalibrated_step_s}}},
+          {"time",
+           {{"compute_s", t.compute_s},
+            {"vector_s", t.vector_s},
+            {"layer_passes", t.layer_passes},
+            {"tp_comm_s", t.tp_comm_s},
+            {"pp_p2p_s", t.pp_p2p_s},
+            {"ep_comm_s", t.ep_comm_s},
+            {"bubble_s", t.bubble_s},
+            {"dp_comm_exposed_s", t.dp_comm_s},
+            {"optimizer_s", t.optimizer_s},
+            {"offload_s", t.offload_s},
+            {"uncalibrated_step_s", t.uncalibrated_step_s}}},
           {"memory", memory_to_json(p.memory)},
           {"executor_memory", memory_to_json(p.executor_memory)}};
 }

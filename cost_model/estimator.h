@@ -71,7 +71,9 @@ struct ChunkTime {
   double bwd_p2p_s = 0;  // sending the input gradient to the previous chunk (none from the first)
   double fwd_ep_comm_s = 0, bwd_ep_comm_s = 0;  // MoE all-to-all
   double fwd_s() const { return fwd_compute_s + fwd_tp_comm_s + fwd_p2p_s + fwd_ep_comm_s; }
-  double bwd_s() const { return recompute_s + bwd_compute_s + bwd_tp_comm_s + bwd_p2p_s + bwd_ep_comm_s; }
+  double bwd_s() const {
+    return recompute_s + bwd_compute_s + bwd_tp_comm_s + bwd_p2p_s + bwd_ep_comm_s;
+  }
 };
 
 struct StageTable {

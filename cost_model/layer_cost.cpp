@@ -180,9 +180,11 @@ LayerCost block_cost(const LayerContext& c) {
   const int64_t local_experts = m.num_experts / std::max<int64_t>(1, c.ep);
   const double router = m.is_moe() ? d.h * d.experts : 0;
   out.params = static_cast<double>(m.attention_params() + m.expert_params() * local_experts +
-                                   m.shared_expert_params()) / d.t +
+                                   m.shared_expert_params()) /
+                   d.t +
                router + 2.0 * static_cast<double>(m.norm_params());
-  out.expert_params = m.is_moe() ? static_cast<double>(m.expert_params() * local_experts) / d.t : 0.0;
+  out.expert_params =
+      m.is_moe() ? static_cast<double>(m.expert_params() * local_experts) / d.t : 0.0;
   out.fwd_flops = d.T * block_fwd_flops_per_token(m) / d.t;
 
   // Matmuls: QKV, out-projection, the MLP's up (gate) and down projections per local expert
@@ -217,7 +219,8 @@ LayerCost block_cost(const LayerContext& c) {
     const double rope_bytes = 2 * d.T * (d.q + d.kv) / d.t * m.rotary_pct * d.e;
     vector += vector_op_s(c, MemoryOp::copy, rope_bytes, 2 * rope_bytes);
   }
-  const double act_bytes = d.T * d.f * d.k_moe * imbalance / d.t * d.e * (m.mlp == MlpKind::swiglu ? 3 : 2);
+  const double act_bytes =
+      d.T * d.f * d.k_moe * imbalance / d.t * d.e * (m.mlp == MlpKind::swiglu ? 3 : 2);
   vector += vector_op_s(c, m.mlp == MlpKind::swiglu ? MemoryOp::swiglu : MemoryOp::gelu, act_bytes, 2 * act_bytes);
   if (shared_f > 0) {
     const double shared_bytes = d.T * shared_f / d.t * d.e * 3;
@@ -243,8 +246,9 @@ LayerCost block_cost(const LayerContext& c) {
   // Under sequence parallelism the sharded inputs of the two column-parallel linears are
   // gathered again in backward for their weight gradients (Korthikanti et al. §4.2.2).
   if (c.sequence_parallel && c.tp > 1)
-    out.bwd_tp_comm_s += collective_time_s(Collective::all_gather, d.T * d.h * d.e, c.tp_links) +
-                         collective_time_s(Collective::all_gather, d.T * d.h * d.e * mlp_scale, c.tp_links);
+    out.bwd_tp_comm_s +=
+        collective_time_s(Collective::all_gather, d.T * d.h * d.e, c.tp_links) +
+        collective_time_s(Collective::all_gather, d.T * d.h * d.e * mlp_scale, c.tp_links);
   // MoE: dispatch and combine forward, their transposes backward.
   out.fwd_ep_comm_s = 2 * ep_all_to_all_s(c, d);
   out.bwd_ep_comm_s = out.fwd_ep_comm_s;

@@ -53,9 +53,9 @@ struct LayerCost {
   double bwd_tp_comm_s = 0;   // includes what recompute repeats
   // MoE token dispatch and combine (all-to-all over ep), not overlapped (Megatron-Core's
   // alltoall dispatcher runs them between the router and the experts, and after them).
-  double fwd_ep_comm_s = 0;   // dispatch + combine
-  double bwd_ep_comm_s = 0;   // their transposes, and again under full recompute
-  double expert_params = 0;   // of `params`: the routed experts' (reduced over dp / ep)
+  double fwd_ep_comm_s = 0;     // dispatch + combine
+  double bwd_ep_comm_s = 0;     // their transposes, and again under full recompute
+  double expert_params = 0;     // of `params`: the routed experts' (reduced over dp / ep)
   double activation_bytes = 0;  // kept from forward to backward, per micro-batch
   double workspace_bytes = 0;   // transient, while this layer's backward runs
   double fwd_s() const { return fwd_compute_s + fwd_tp_comm_s + fwd_ep_comm_s; }

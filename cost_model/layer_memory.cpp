@@ -20,7 +20,7 @@ constexpr double kFp32Bytes = 4.0, kInt64Bytes = 8.0, kBoolBytes = 1.0;
 struct Shape {
   double T, s, b, h, q, kv, f, heads_per_rank, head_dim, t, e, hs_rows;
   bool gqa, swiglu, layernorm;
-  // MoE: k routed copies per token (1 dense), experts, experts on this rank, shared expert width / t.
+  // MoE: routed copies per token k (1 dense), experts, experts on this rank, shared width / t.
   double k, experts, local_experts, shared_f;
   bool moe;
 };
@@ -50,8 +50,6 @@ Shape shape_of(const LayerContext& c) {
   d.shared_f = static_cast<double>(m.shared_expert_ffn_size) / d.t;
   return d;
 }
-
-
 
 // Sum of tensors, each rounded as the device's allocator rounds it.
 struct Tensors {
@@ -195,9 +193,11 @@ double block_workspace_bytes(const LayerContext& c, double params) {
   }
   const Shape d = shape_of(c);
   const DeviceSpec& dev = *c.device;
-  const double mlp_weights = (d.swiglu ? 3 : 2) * d.h * d.f * d.local_experts, out_weights = d.q * d.h;
+  const double mlp_weights = (d.swiglu ? 3 : 2) * d.h * d.f * d.local_experts,
+               out_weights = d.q * d.h;
   const double mlp_s = allocation_bytes(dev, d.T * d.k * d.f * d.e) * (d.swiglu ? 2 : 1) +
-                       allocation_bytes(dev, d.h * d.f * d.e) * d.local_experts + moe_backward_bytes(c, d);
+                       allocation_bytes(dev, d.h * d.f * d.e) * d.local_experts +
+                       moe_backward_bytes(c, d);
   double core_s = core_backward_bytes(c, d, fused_attention(c));
   if (core_recomputed(c))
     core_s += core_kept_bytes(c, d, fused_attention(c), /*with_inputs=*/false);

@@ -37,7 +37,8 @@ double megatron_block_activation_bytes(const LayerContext& c) {
     // one of them), the combine keeps the k expert outputs for the routing weights'
     // gradient, the router its fp32 probabilities; a shared expert its SwiGLU tensors.
     const double tokens = hs / h;
-    bytes += (k_moe - 1.0) * hs * e + k_moe * hs * e + tokens * static_cast<double>(m.num_experts) * 4.0;
+    bytes +=
+        (k_moe - 1.0) * hs * e + k_moe * hs * e + tokens * static_cast<double>(m.num_experts) * 4.0;
     bytes += T * e * 3.0 * static_cast<double>(m.shared_expert_ffn_size) / t;
   }
   const double heads_per_rank = static_cast<double>(m.num_heads) / t;
@@ -53,8 +54,10 @@ double megatron_block_activation_bytes(const LayerContext& c) {
 double megatron_moe_dispatch_bytes(const LayerContext& c) {
   const ModelSpec& m = *c.model;
   if (!m.is_moe() || c.ep <= 1) return 0.0;
-  const double rows = static_cast<double>(m.seq_len * c.micro_batch) / (c.sequence_parallel ? static_cast<double>(c.tp) : 1.0);
-  return 2.0 * rows * static_cast<double>(m.experts_per_token * m.hidden_size * bytes_per_element(c.precision));
+  const double rows = static_cast<double>(m.seq_len * c.micro_batch) /
+                      (c.sequence_parallel ? static_cast<double>(c.tp) : 1.0);
+  return 2.0 * rows *
+         static_cast<double>(m.experts_per_token * m.hidden_size * bytes_per_element(c.precision));
 }
 
 MemoryBreakdown predict_memory_megatron(const ClusterSpec& cluster, const JobSpec& job,
@@ -71,7 +74,8 @@ MemoryBreakdown predict_memory_megatron(const ClusterSpec& cluster, const JobSpe
     const double n_expert = l.ep > 1 ? s.expert_params : 0.0, n_dense = n - n_expert;
     const double expert_dp = static_cast<double>(l.dp / l.ep);
     auto states = [&](double bytes_per_param, bool sharded) {
-      return sharded ? n_dense * bytes_per_param / dp + n_expert * bytes_per_param / expert_dp : n * bytes_per_param;
+      return sharded ? n_dense * bytes_per_param / dp + n_expert * bytes_per_param / expert_dp
+                     : n * bytes_per_param;
     };
     const bool params_on_host = l.offload == Offload::params;
     m.params_bytes = params_on_host ? 0 : states(per.weights, l.zero >= 3);

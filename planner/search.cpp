@@ -111,7 +111,8 @@ FixedAxes parse_fixed_axes(const std::string& text) {
     else if (key == "tp") f.tp = parse_int(key, value);
     else if (key == "pp") f.pp = parse_int(key, value);
     else if (key == "vpp") f.vpp = parse_int(key, value);
-    else if (key == "ep") f.ep = parse_int(key, value);
+    else if (key == "ep")
+      f.ep = parse_int(key, value);
     else if (key == "micro_batch") f.micro_batch = parse_int(key, value);
     else if (key == "grad_accum") f.grad_accum = parse_int(key, value);
     else if (key == "zero") {
@@ -129,8 +130,12 @@ FixedAxes parse_fixed_axes(const std::string& text) {
                        "unknown key; allowed: dp, tp, pp, vpp, ep, zero, micro_batch, grad_accum, "
                        "recompute, sequence_parallel, offload");
     }
-    for (auto [name, v] : {std::pair<const char*, std::optional<int64_t>>{"dp", f.dp}, {"tp", f.tp},
-                           {"pp", f.pp}, {"vpp", f.vpp}, {"ep", f.ep}, {"micro_batch", f.micro_batch},
+    for (auto [name, v] : {std::pair<const char*, std::optional<int64_t>>{"dp", f.dp},
+                           {"tp", f.tp},
+                           {"pp", f.pp},
+                           {"vpp", f.vpp},
+                           {"ep", f.ep},
+                           {"micro_batch", f.micro_batch},
                            {"grad_accum", f.grad_accum}})
       if (key == name && v && *v < 1) throw InputError("--fix", key, "must be at least 1");
   }
@@ -158,23 +163,30 @@ void check_pinned_axes(const SearchRequest& req) {
   if (fix.offload == Offload::params && fix.zero && *fix.zero != 3)
     throw InputError("--fix", "offload", "params offload needs zero=3");
   if (fix.ep && *fix.ep > 1 && !model.is_moe())
-    throw InputError("--fix", "ep", "must be 1 for a dense model (" + model.name + " has no experts); got " +
-                                        std::to_string(*fix.ep));
+    throw InputError("--fix", "ep",
+                     "must be 1 for a dense model (" + model.name + " has no experts); got " +
+                         std::to_string(*fix.ep));
   if (fix.ep && model.num_experts % *fix.ep != 0)
-    throw InputError("--fix", "ep", "must divide the number of experts " + std::to_string(model.num_experts) +
-                                        "; got " + std::to_string(*fix.ep));
+    throw InputError("--fix", "ep",
+                     "must divide the number of experts " + std::to_string(model.num_experts) +
+                         "; got " + std::to_string(*fix.ep));
   if (fix.ep && fix.dp && *fix.dp % *fix.ep != 0)
-    throw InputError("--fix", "ep", "must divide dp " + std::to_string(*fix.dp) + " (experts are carved out of "
-                                        "the data-parallel ranks); got " + std::to_string(*fix.ep));
+    throw InputError("--fix", "ep",
+                     "must divide dp " + std::to_string(*fix.dp) +
+                         " (experts are carved out of "
+                         "the data-parallel ranks); got " +
+                         std::to_string(*fix.ep));
   if (fix.ep && (n / (fix.tp.value_or(1) * fix.pp.value_or(1))) % *fix.ep != 0)
-    throw InputError("--fix", "ep", "must divide dp = devices / (tp*pp), which it cannot with " +
-                                        std::to_string(n) + " devices; got " + std::to_string(*fix.ep));
+    throw InputError("--fix", "ep",
+                     "must divide dp = devices / (tp*pp), which it cannot with " +
+                         std::to_string(n) + " devices; got " + std::to_string(*fix.ep));
 }
 
 // ep sizes for a data-parallel size dp: the divisors of dp that divide the number of
 // experts (1 only for a dense model).
 std::vector<int64_t> ep_sizes(const SearchRequest& req, int64_t dp) {
-  if (req.fixed.ep) return dp % *req.fixed.ep == 0 ? std::vector<int64_t>{*req.fixed.ep} : std::vector<int64_t>{};
+  if (req.fixed.ep)
+    return dp % *req.fixed.ep == 0 ? std::vector<int64_t>{*req.fixed.ep} : std::vector<int64_t>{};
   std::vector<int64_t> out;
   for (int64_t e : divisors(dp))
     if (req.model.num_experts % e == 0) out.push_back(e);
@@ -245,9 +257,18 @@ void search_shape(const SearchRequest& req, const ModelGraph& graph, const Topol
         for (Recompute rc : pick(fix.recompute, {Recompute::none, Recompute::selective, Recompute::full})) {
           // Flash attention never stores the scores: selective recompute would equal none.
           if (rc == Recompute::selective && req.job.flash_attention && !fix.recompute) continue;
-          const LayerContext ctx{&model, &req.cluster.device, req.job.precision, mb, shape.tp, sp,
-                                 rc, req.job.flash_attention, tp_links, req.job.megatron_memory,
-                                 shape.ep, ep_links};
+          const LayerContext ctx{&model,
+                                 &req.cluster.device,
+                                 req.job.precision,
+                                 mb,
+                                 shape.tp,
+                                 sp,
+                                 rc,
+                                 req.job.flash_attention,
+                                 tp_links,
+                                 req.job.megatron_memory,
+                                 shape.ep,
+                                 ep_links};
           const auto table = std::make_shared<const StageTable>(build_stage_table(graph, ctx, shape.pp, vpp, pp_links));
           for (int zero : pick(fix.zero, {0, 1, 2, 3})) {
             if (zero > 0 && shape.dp == 1 && !fix.zero) continue;  // nothing to shard over
@@ -262,7 +283,8 @@ void search_shape(const SearchRequest& req, const ModelGraph& graph, const Topol
               l.recompute = rc;
               l.zero = zero;
               l.offload = off;
-              Prediction p = predict(req.cluster, req.job, model, l, *table, dp_links, 0.0, expert_dp_links);
+              Prediction p =
+                  predict(req.cluster, req.job, model, l, *table, dp_links, 0.0, expert_dp_links);
               out.add(Candidate{l, req.calibration ? calibrated(p, *req.calibration) : std::move(p), table});
             }
           }
@@ -274,9 +296,18 @@ void search_shape(const SearchRequest& req, const ModelGraph& graph, const Topol
 
 LayerContext layer_context(const SearchRequest& req, const Topology& topo, const ParallelLayout& l,
                            bool megatron_memory) {
-  return LayerContext{&req.model, &req.cluster.device, req.job.precision, l.micro_batch, l.tp,
-                      l.sequence_parallel, l.recompute, req.job.flash_attention,
-                      slowest_group(topo, l, Axis::tp), megatron_memory, l.ep, ep_links_of(topo, l)};
+  return LayerContext{&req.model,
+                      &req.cluster.device,
+                      req.job.precision,
+                      l.micro_batch,
+                      l.tp,
+                      l.sequence_parallel,
+                      l.recompute,
+                      req.job.flash_attention,
+                      slowest_group(topo, l, Axis::tp),
+                      megatron_memory,
+                      l.ep,
+                      ep_links_of(topo, l)};
 }
 
 // The final candidates predicted again with their pipeline walked on the schedule table
@@ -289,7 +320,8 @@ void walk_pipelines(const SearchRequest& req, const Topology& topo, const ModelG
     // One stage: the walk is the closed form (m·stage), summed in another order.
     const double walked_s = c.layout.pp > 1 ? walked_pipeline_s(*c.table, c.layout.grad_accum) : 0.0;
     Prediction p = predict(req.cluster, req.job, req.model, c.layout, *c.table,
-                           slowest_group(topo, c.layout, Axis::dp), walked_s, expert_dp_links_of(topo, c.layout));
+                           slowest_group(topo, c.layout, Axis::dp), walked_s,
+                           expert_dp_links_of(topo, c.layout));
     if (req.job.megatron_memory) {
       JobSpec executor_job = req.job;
       executor_job.megatron_memory = false;

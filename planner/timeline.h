@@ -6,9 +6,9 @@
 // chunk's costs (StageTable::chunk_times, the numbers predict() sums), one process per
 // pipeline stage: no physics is computed here. Each op of the table is drawn as its parts
 // in the order the executor runs them: forward = compute, tp comm, ep all-to-all (MoE),
-// p2p send; backward = recompute, compute, tp comm, ep all-to-all, p2p send. After the last op, the step-level parts of the
-// prediction (TimeBreakdown): exposed dp communication, optimizer, offload. Its span is
-// the prediction's step time (scaled by the calibration where the plan has one).
+// p2p send; backward = recompute, compute, tp comm, ep all-to-all, p2p send. After the last op, the
+// step-level parts of the prediction (TimeBreakdown): exposed dp communication, optimizer, offload.
+// Its span is the prediction's step time (scaled by the calibration where the plan has one).
 #pragma once
 
 #include <cstdint>

@@ -140,10 +140,12 @@ TEST_F(Cli, BadFlagsAndLayouts) {
 // MoE: ep that cannot split the experts or dp, ep on a dense model, and MoE configs with
 // top-k above the expert count or an expert key missing.
 TEST_F(Cli, BadExpertParallelism) {
-  const std::string mixtral = "plan --model " SEXTANT_EXAMPLES "/models/mixtral-8x7b.json --gpus 16 --global-batch 64 --seq 4096";
+  const std::string mixtral = "plan --model " SEXTANT_EXAMPLES
+                              "/models/mixtral-8x7b.json --gpus 16 --global-batch 64 --seq 4096";
   expect_refused(mixtral + " --fix ep=3", "--fix: ep: must divide the number of experts 8; got 3");
   expect_refused(mixtral + " --fix dp=2,tp=8,ep=4", "--fix: ep: must divide dp 2");
-  expect_refused(mixtral + " --fix tp=8,pp=2,ep=2", "--fix: ep: must divide dp = devices / (tp*pp)");
+  expect_refused(mixtral + " --fix tp=8,pp=2,ep=2",
+                 "--fix: ep: must divide dp = devices / (tp*pp)");
   expect_refused(mixtral + " --fix ep=0", "--fix: ep: must be at least 1");
   expect_refused("plan --model " + kLlama + " --gpus 16 --global-batch 64 --fix ep=2",
                  "--fix: ep: must be 1 for a dense model");
@@ -155,7 +157,9 @@ TEST_F(Cli, BadExpertParallelism) {
     std::snprintf(buf, sizeof buf, moe.c_str(), fields.c_str());
     return write(name, buf);
   };
-  expect_refused("plan --model " + with("topk.json", R"("num_local_experts": 4, "num_experts_per_tok": 5)") + rest,
+  expect_refused("plan --model " +
+                     with("topk.json", R"("num_local_experts": 4, "num_experts_per_tok": 5)") +
+                     rest,
                  "topk.json: num_experts_per_tok: top-k 5 must not exceed num_local_experts 4");
   expect_refused("plan --model " + with("noexperts.json", R"("num_experts_per_tok": 2)") + rest,
                  "noexperts.json: num_local_experts: missing");
@@ -166,8 +170,9 @@ TEST_F(Cli, BadExpertParallelism) {
 // MoE planned end to end: ep pinned and searched, the all-to-all in the time breakdown, the
 // ep column in the table and the csv.
 TEST_F(Cli, MoePlanCarriesExpertParallelism) {
-  const std::string base = "plan --model " SEXTANT_EXAMPLES
-                           "/models/mixtral-8x7b.json --cluster dgx-h100-80gb --gpus 64 --global-batch 512 --seq 4096";
+  const std::string base =
+      "plan --model " SEXTANT_EXAMPLES
+      "/models/mixtral-8x7b.json --cluster dgx-h100-80gb --gpus 64 --global-batch 512 --seq 4096";
   const CliRun pinned = run(base + " --fix ep=8,tp=1,pp=1 --format json --db " + path("s.db"));
   ASSERT_EQ(pinned.status, 0) << pinned.err;
   const nlohmann::json j = nlohmann::json::parse(pinned.out);

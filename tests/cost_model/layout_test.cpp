@@ -43,9 +43,12 @@ TEST(Layout, ExpertGroupsDefaultOrder) {
   l.ep = 2;
   l.tp = 2;
   l.pp = 2;
-  EXPECT_EQ(rank_groups(l, Axis::dp), (Groups{{0, 2, 4, 6}, {1, 3, 5, 7}, {8, 10, 12, 14}, {9, 11, 13, 15}}));
-  EXPECT_EQ(ep_groups(l), (Groups{{0, 2}, {1, 3}, {4, 6}, {5, 7}, {8, 10}, {9, 11}, {12, 14}, {13, 15}}));
-  EXPECT_EQ(expert_dp_groups(l), (Groups{{0, 4}, {1, 5}, {2, 6}, {3, 7}, {8, 12}, {9, 13}, {10, 14}, {11, 15}}));
+  EXPECT_EQ(rank_groups(l, Axis::dp),
+            (Groups{{0, 2, 4, 6}, {1, 3, 5, 7}, {8, 10, 12, 14}, {9, 11, 13, 15}}));
+  EXPECT_EQ(ep_groups(l),
+            (Groups{{0, 2}, {1, 3}, {4, 6}, {5, 7}, {8, 10}, {9, 11}, {12, 14}, {13, 15}}));
+  EXPECT_EQ(expert_dp_groups(l),
+            (Groups{{0, 4}, {1, 5}, {2, 6}, {3, 7}, {8, 12}, {9, 13}, {10, 14}, {11, 15}}));
   EXPECT_EQ(ep_group_of(l, 6), (std::vector<int64_t>{4, 6}));
   EXPECT_EQ(expert_dp_group_of(l, 6), (std::vector<int64_t>{2, 6}));
 }
@@ -59,9 +62,12 @@ TEST(Layout, ExpertGroupsDataParallelOutermost) {
   l.tp = 2;
   l.pp = 2;
   l.order = {Axis::tp, Axis::pp, Axis::dp};
-  EXPECT_EQ(rank_groups(l, Axis::dp), (Groups{{0, 4, 8, 12}, {1, 5, 9, 13}, {2, 6, 10, 14}, {3, 7, 11, 15}}));
-  EXPECT_EQ(ep_groups(l), (Groups{{0, 4}, {1, 5}, {2, 6}, {3, 7}, {8, 12}, {9, 13}, {10, 14}, {11, 15}}));
-  EXPECT_EQ(expert_dp_groups(l), (Groups{{0, 8}, {1, 9}, {2, 10}, {3, 11}, {4, 12}, {5, 13}, {6, 14}, {7, 15}}));
+  EXPECT_EQ(rank_groups(l, Axis::dp),
+            (Groups{{0, 4, 8, 12}, {1, 5, 9, 13}, {2, 6, 10, 14}, {3, 7, 11, 15}}));
+  EXPECT_EQ(ep_groups(l),
+            (Groups{{0, 4}, {1, 5}, {2, 6}, {3, 7}, {8, 12}, {9, 13}, {10, 14}, {11, 15}}));
+  EXPECT_EQ(expert_dp_groups(l),
+            (Groups{{0, 8}, {1, 9}, {2, 10}, {3, 11}, {4, 12}, {5, 13}, {6, 14}, {7, 15}}));
 }
 
 // ep = dp: one ep group per dp group and expert-dp groups of one rank; ep = 1: the reverse.

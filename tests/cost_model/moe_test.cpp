@@ -24,8 +24,10 @@ GroupLinks links(int64_t n) {
   return g;
 }
 
-LayerContext context(const ModelSpec& m, const ClusterSpec& c, int64_t ep, Recompute rc = Recompute::none) {
-  LayerContext ctx{&m, &c.device, Precision::bf16, 1, 1, false, rc, true, GroupLinks{}, false, ep, links(ep)};
+LayerContext context(const ModelSpec& m, const ClusterSpec& c, int64_t ep,
+                     Recompute rc = Recompute::none) {
+  LayerContext ctx{&m, &c.device, Precision::bf16, 1,     1,  false,
+                   rc, true,      GroupLinks{},    false, ep, links(ep)};
   return ctx;
 }
 
@@ -70,7 +72,8 @@ TEST(Moe, DenseModelsHaveNoExpertTerms) {
   EXPECT_EQ(cost.expert_params, 0.0);
   EXPECT_EQ(cost.fwd_ep_comm_s, 0.0);
   EXPECT_EQ(cost.bwd_ep_comm_s, 0.0);
-  EXPECT_EQ(cost.params, static_cast<double>(m.attention_params() + m.mlp_params() + 2 * m.norm_params()));
+  EXPECT_EQ(cost.params,
+            static_cast<double>(m.attention_params() + m.mlp_params() + 2 * m.norm_params()));
 }
 
 TEST(Moe, SharedExpertCountsInFlopsAndParams) {

@@ -53,8 +53,9 @@ TEST(TimelineOfMoePlan, AllToAllIsDrawnAndTheSpanHolds) {
   r.gpus = 64;
   r.job.global_batch = 256;
   r.job.fp32_grads = true;
-  r.fixed = parse_fixed_axes("dp=16,tp=1,pp=4,vpp=8,ep=8,zero=1,micro_batch=1,recompute=none,"
-                             "sequence_parallel=false,offload=none");
+  r.fixed = parse_fixed_axes(
+      "dp=16,tp=1,pp=4,vpp=8,ep=8,zero=1,micro_batch=1,recompute=none,"
+      "sequence_parallel=false,offload=none");
   const SearchResult res = search(r);
   ASSERT_EQ(res.candidates.size(), 1u);
   const PlanFile plan =

@@ -111,7 +111,8 @@ TEST(ValidationTables, MegatronA100) {
 TEST(ValidationTables, MegatronCoreMoeH100) {
   const PublishedTableResult result = run_table("megatron-core-moe-h100-2024.json");
   expect_planned(result, 1);
-  EXPECT_EQ(result.rows[0].layout.rfind("dp=16 tp=1 pp=4 vpp=8 ep=8 ", 0), 0u) << result.rows[0].layout;
+  EXPECT_EQ(result.rows[0].layout.rfind("dp=16 tp=1 pp=4 vpp=8 ep=8 ", 0), 0u)
+      << result.rows[0].layout;
 }
 
 // The bar for the MoE comparison: within 15% of the published figure. Measured at
