@@ -42,8 +42,10 @@ void add_plan_command(CLI::App& app, PlanOptions& o) {
                    "allocates). Every plan also reports sextant execute's own peak")
       ->check(CLI::IsMember({"sextant", "megatron"}))
       ->capture_default_str();
-  plan->add_option("--fix", o.fix, "Pin axes: k=v,... (dp, tp, pp, vpp, zero, micro_batch, "
-                                   "grad_accum, recompute, sequence_parallel, offload)");
+  plan->add_option("--fix", o.fix,
+                   "Pin axes: k=v,... (dp, tp, pp, vpp, ep, zero, micro_batch, "
+                   "grad_accum, recompute, sequence_parallel, offload); ep (MoE expert "
+                   "parallelism, carved out of dp) must divide dp and the number of experts");
   plan->add_option("--format", o.format, "table, json or csv")->capture_default_str();
   plan->add_option("--top", o.top, "How many layouts to list")->capture_default_str();
   plan->add_option("--out", o.out, "Write the best layout's plan file here");

@@ -8,7 +8,7 @@
 namespace sextant {
 
 CalibrationFeatures calibration_features(const TimeBreakdown& t) {
-  const double compute = t.compute_s, comm = t.tp_comm_s + t.pp_p2p_s;
+  const double compute = t.compute_s, comm = t.tp_comm_s + t.pp_p2p_s + t.ep_comm_s;
   const double busy = compute + comm;
   const double bubble_share = busy > 0 ? t.bubble_s / busy : 0.0;  // idle time scales with stage time
   return {(compute - t.vector_s) * (1 + bubble_share) + t.optimizer_s + t.offload_s,

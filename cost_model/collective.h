@@ -9,7 +9,8 @@
 
 namespace sextant {
 
-enum class Collective { all_reduce, reduce_scatter, all_gather, broadcast, send_recv };
+enum class Collective { all_reduce, reduce_scatter, all_gather, broadcast, send_recv, all_to_all };
+inline constexpr int kCollectiveKinds = 6;
 
 inline const char* to_string(Collective c) {
   switch (c) {
@@ -18,19 +19,22 @@ inline const char* to_string(Collective c) {
     case Collective::all_gather: return "all_gather";
     case Collective::broadcast: return "broadcast";
     case Collective::send_recv: return "send_recv";
+    case Collective::all_to_all: return "all_to_all";
   }
   return "?";
 }
 
 // nccl-tests PERFORMANCE.md: all-reduce 2(n-1)/n; reduce-scatter, all-gather (n-1)/n;
-// broadcast and send/recv 1.
+// broadcast and send/recv 1; all-to-all (n-1)/n (alltoall.cu: each rank keeps 1/n of its
+// buffer and sends the rest, one slice to every peer).
 inline double bus_factor(Collective c, int64_t n) {
   if (n <= 1) return 0.0;
   const double frac = static_cast<double>(n - 1) / static_cast<double>(n);
   switch (c) {
     case Collective::all_reduce: return 2.0 * frac;
     case Collective::reduce_scatter:
-    case Collective::all_gather: return frac;
+    case Collective::all_gather:
+    case Collective::all_to_all: return frac;
     case Collective::broadcast:
     case Collective::send_recv: return 1.0;
   }
@@ -38,7 +42,8 @@ inline double bus_factor(Collective c, int64_t n) {
 }
 
 // Latency steps: rings for reduce-scatter and all-gather (n-1 steps); all-reduce takes the
-// lesser of a ring (2(n-1)) and a tree (2 log2 n), as NCCL picks tree when latency-bound.
+// lesser of a ring (2(n-1)) and a tree (2 log2 n), as NCCL picks tree when latency-bound;
+// all-to-all posts its n-1 sends and receives at once (one ncclGroup): one step.
 inline double latency_steps(Collective c, int64_t n) {
   if (n <= 1) return 0.0;
   const double ring = static_cast<double>(n - 1);
@@ -47,7 +52,8 @@ inline double latency_steps(Collective c, int64_t n) {
     case Collective::reduce_scatter:
     case Collective::all_gather: return ring;
     case Collective::broadcast: return std::ceil(std::log2(n));
-    case Collective::send_recv: return 1.0;
+    case Collective::send_recv:
+    case Collective::all_to_all: return 1.0;
   }
   return ring;
 }
@@ -65,7 +71,7 @@ struct GroupLinks {
   double bus_bw_bytes_per_s = 0;  // 0 only for a group of one
   double latency_s = 0;
   bool crosses_nodes = false;
-  const CollectiveFit* measured[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};  // by Collective
+  const CollectiveFit* measured[kCollectiveKinds] = {};  // by Collective
 };
 
 inline double collective_time_s(Collective c, double bytes, const GroupLinks& links) {

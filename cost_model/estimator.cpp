@@ -88,6 +88,8 @@ StageTable build_stage_table(const ModelGraph& graph, const LayerContext& ctx, i
     s.compute_s += c.fwd_compute_s + c.bwd_compute_s + c.recompute_s;
     s.vector_s += c.vector_s;
     s.tp_comm_s += c.fwd_tp_comm_s + c.bwd_tp_comm_s;
+    s.ep_comm_s += c.fwd_ep_comm_s + c.bwd_ep_comm_s;
+    s.expert_params += c.expert_params;
     s.activation_bytes += c.activation_bytes;
     s.workspace_bytes = std::max(s.workspace_bytes, c.workspace_bytes);
     s.model_flops += 3 * c.fwd_flops;
@@ -98,6 +100,8 @@ StageTable build_stage_table(const ModelGraph& graph, const LayerContext& ctx, i
     ct.recompute_s += c.recompute_s;
     ct.fwd_tp_comm_s += c.fwd_tp_comm_s;
     ct.bwd_tp_comm_s += c.bwd_tp_comm_s;
+    ct.fwd_ep_comm_s += c.fwd_ep_comm_s;
+    ct.bwd_ep_comm_s += c.bwd_ep_comm_s;
     if (n.kind == LayerKind::block) {
       ++s.blocks;
       s.block_activation_bytes = c.activation_bytes;
@@ -144,7 +148,7 @@ double walked_pipeline_s(const StageTable& table, int64_t m) {
 
 Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSpec& model,
                    const ParallelLayout& l, const StageTable& table, const GroupLinks& dp_links,
-                   double walked_s) {
+                   double walked_s, const GroupLinks& expert_dp_links) {
   Prediction p;
   const DeviceSpec& dev = cluster.device;
   const StateBytes per = state_bytes(job);
@@ -163,6 +167,7 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
   t.vector_s = m * slowest->vector_s;
   t.tp_comm_s = m * slowest->tp_comm_s;
   t.pp_p2p_s = m * slowest->p2p_s;
+  t.ep_comm_s = m * slowest->ep_comm_s;
   t.bubble_s = pipeline_s - m * max_s;
   const double stage_layers = static_cast<double>(slowest->blocks + (slowest->has_embedding ? 1 : 0) +
                                                  (slowest->has_head ? 1 : 0));
@@ -170,26 +175,32 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
                                    : m + static_cast<double>(l.pp - 1) / static_cast<double>(l.vpp);
   t.layer_passes = passes * stage_layers;
 
-  // Data parallel, per stage (stages run their reductions at the same time).
+  // Data parallel, per stage (stages run their reductions at the same time). Dense
+  // parameters are reduced (and, under ZeRO, sharded) over dp; the routed experts' over their
+  // expert-data-parallel group of dp / ep ranks, one after the other.
+  const double expert_dp = static_cast<double>(l.dp / l.ep);
   for (int64_t i : table.distinct_stages) {
     const StageSummary& s = table.stages[static_cast<size_t>(i)];
-    const double n = s.params;
+    const double n = s.params, n_expert = l.ep > 1 ? s.expert_params : 0.0, n_dense = n - n_expert;
+    const Collective reduce = l.zero == 0 ? Collective::all_reduce : Collective::reduce_scatter;
     double exposed = 0;
     if (l.dp > 1) {
-      const double grad_bytes = n * per.grads;
       const double buckets = std::max(1.0, std::ceil(n / kBucketParams));
-      const double reduce_s = collective_time_s(
-          l.zero == 0 ? Collective::all_reduce : Collective::reduce_scatter, grad_bytes, dp_links);
+      const double reduce_s = collective_time_s(reduce, n_dense * per.grads, dp_links) +
+                              collective_time_s(reduce, n_expert * per.grads, expert_dp_links);
       // Gradient reduction overlaps the last micro-batch's backward, all but the last bucket.
       const double bwd_window_s = s.total_s() * 2.0 / 3.0;
       exposed = std::max(reduce_s - bwd_window_s, reduce_s / buckets);
       // What overlaps still costs the backward it runs beside: the reduction's kernels
       // read the local and received chunks and write the sum through the same HBM, about
       // 3 × the bytes each rank sends, which memory-bound work then waits for.
-      exposed += memory_time_s(dev, 3.0 * grad_bytes * bus_factor(l.zero == 0 ? Collective::all_reduce
-                                                                              : Collective::reduce_scatter,
-                                                                 l.dp));
-      const double gather_s = collective_time_s(Collective::all_gather, n * per.weights, dp_links);
+      exposed += memory_time_s(dev, 3.0 * (n_dense * per.grads) * bus_factor(reduce, l.dp));
+      if (n_expert > 0)
+        exposed +=
+            memory_time_s(dev, 3.0 * (n_expert * per.grads) * bus_factor(reduce, l.dp / l.ep));
+      const double gather_s =
+          collective_time_s(Collective::all_gather, n_dense * per.weights, dp_links) +
+          collective_time_s(Collective::all_gather, n_expert * per.weights, expert_dp_links);
       if (l.zero == 1 || l.zero == 2) exposed += gather_s;  // updated shards after the step
       if (l.zero == 3) {  // gathered before forward and before backward of every micro-batch
         const double fwd_window_s = s.total_s() / 3.0;
@@ -200,7 +211,8 @@ Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSp
 
     // Optimizer step over this rank's shard: read master, m, v and the gradient, write
     // master, m, v and the working copy.
-    const double shard = n / (l.zero >= 1 ? static_cast<double>(l.dp) : 1.0);
+    const double shard =
+        l.zero >= 1 ? n_dense / static_cast<double>(l.dp) + n_expert / expert_dp : n;
     const double step_bytes = shard * (2 * per.optimizer + per.grads + per.weights);
     double opt_s = dev.kernels && !dev.measured ? dev.kernels->memory_s(MemoryOp::adamw, step_bytes)
                                                 : memory_time_s(dev, step_bytes);
@@ -279,10 +291,18 @@ nlohmann::json prediction_to_json(const Prediction& p) {
           {"hardware_tflops_per_gpu", p.hardware_tflops_per_gpu},
           {"mfu", p.mfu},
           {"hfu", p.hfu},
-          {"time", {{"compute_s", t.compute_s}, {"vector_s", t.vector_s}, {"layer_passes", t.layer_passes}, {"tp_comm_s", t.tp_comm_s},
-                    {"pp_p2p_s", t.pp_p2p_s}, {"bubble_s", t.bubble_s},
-                    {"dp_comm_exposed_s", t.dp_comm_s}, {"optimizer_s", t.optimizer_s},
-                    {"offload_s", t.offload_s}, {"uncalibrated_step_s", t.uncalibrated_step_s}}},
+          {"time",
+           {{"compute_s", t.compute_s},
+            {"vector_s", t.vector_s},
+            {"layer_passes", t.layer_passes},
+            {"tp_comm_s", t.tp_comm_s},
+            {"pp_p2p_s", t.pp_p2p_s},
+            {"ep_comm_s", t.ep_comm_s},
+            {"bubble_s", t.bubble_s},
+            {"dp_comm_exposed_s", t.dp_comm_s},
+            {"optimizer_s", t.optimizer_s},
+            {"offload_s", t.offload_s},
+            {"uncalibrated_step_s", t.uncalibrated_step_s}}},
           {"memory", memory_to_json(p.memory)},
           {"executor_memory", memory_to_json(p.executor_memory)}};
 }
@@ -304,6 +324,7 @@ Prediction prediction_from_json(const nlohmann::json& json, const std::string& w
   tb.layer_passes = t.number_or("layer_passes", 0, 0, kMax);
   tb.tp_comm_s = t.number("tp_comm_s", 0, kMax);
   tb.pp_p2p_s = t.number("pp_p2p_s", 0, kMax);
+  tb.ep_comm_s = t.number_or("ep_comm_s", 0, 0, kMax);
   tb.bubble_s = t.number("bubble_s", 0, kMax);
   tb.dp_comm_s = t.number("dp_comm_exposed_s", 0, kMax);
   tb.optimizer_s = t.number("optimizer_s", 0, kMax);

@@ -20,7 +20,7 @@ namespace sextant {
 
 // Bumped with every change that moves a prediction; tests/planner/cost_model_version_test.cpp
 // holds predictions against the version that made them.
-inline constexpr const char* kCostModelVersion = "sextant-cost-model 3";
+inline constexpr const char* kCostModelVersion = "sextant-cost-model 4";
 
 struct JobSpec {
   int64_t global_batch = 1;
@@ -48,6 +48,8 @@ struct StageSummary {
   double vector_s = 0;              // of which memory-bound (non-GEMM) work
   double tp_comm_s = 0;
   double p2p_s = 0;
+  double ep_comm_s = 0;             // MoE all-to-all (dispatch, combine), fwd + bwd + recompute
+  double expert_params = 0;         // of params: routed experts', reduced and sharded over dp / ep
   double activation_bytes = 0;      // one micro-batch, all chunks
   double head_activation_bytes = 0; // of which the output layer and loss (last chunk only)
   double workspace_bytes = 0;
@@ -57,7 +59,7 @@ struct StageSummary {
   double block_activation_bytes = 0;  // what one block keeps per micro-batch (memory model)
   double model_flops = 0;           // one micro-batch, fwd + bwd
   double hardware_flops = 0;        // plus recompute
-  double total_s() const { return compute_s + tp_comm_s + p2p_s; }
+  double total_s() const { return compute_s + tp_comm_s + p2p_s + ep_comm_s; }
 };
 
 // One chunk's work for one micro-batch, split as the pipeline timeline draws it
@@ -67,8 +69,11 @@ struct ChunkTime {
   double fwd_tp_comm_s = 0, bwd_tp_comm_s = 0;
   double fwd_p2p_s = 0;  // sending the activation to the next chunk (none from the last)
   double bwd_p2p_s = 0;  // sending the input gradient to the previous chunk (none from the first)
-  double fwd_s() const { return fwd_compute_s + fwd_tp_comm_s + fwd_p2p_s; }
-  double bwd_s() const { return recompute_s + bwd_compute_s + bwd_tp_comm_s + bwd_p2p_s; }
+  double fwd_ep_comm_s = 0, bwd_ep_comm_s = 0;  // MoE all-to-all
+  double fwd_s() const { return fwd_compute_s + fwd_tp_comm_s + fwd_p2p_s + fwd_ep_comm_s; }
+  double bwd_s() const {
+    return recompute_s + bwd_compute_s + bwd_tp_comm_s + bwd_p2p_s + bwd_ep_comm_s;
+  }
 };
 
 struct StageTable {
@@ -127,7 +132,8 @@ struct MemoryBreakdown {
 struct TimeBreakdown {
   double compute_s = 0, tp_comm_s = 0, pp_p2p_s = 0, bubble_s = 0;
   double vector_s = 0;   // the memory-bound (non-GEMM) part of compute_s
-  double dp_comm_s = 0;  // exposed part only
+  double dp_comm_s = 0;  // exposed part only (dense gradients over dp, experts' over dp / ep)
+  double ep_comm_s = 0;  // MoE token all-to-all over ep, on the critical path (not overlapped)
   double optimizer_s = 0, offload_s = 0, step_s = 0;
   double uncalibrated_step_s = 0;  // the parts above summed; step_s differs under a calibration
                                    // (cost_model/calibration.h, applied by the planner)
@@ -155,12 +161,18 @@ MemoryBreakdown predict_memory_megatron(const ClusterSpec& cluster, const JobSpe
 //   none: s·b·h·(10 + 24/t + 5·a·s/(h·t)); sequence parallel: /t on every term;
 //   selective: the 5·a·s/h term dropped; full: 2·s·b·h (/t under SP).
 double megatron_block_activation_bytes(const LayerContext& ctx);
+// MoE under ep > 1: Megatron-Core's all-to-all dispatcher's send and receive buffers of the
+// k routed copies of this rank's tokens, live while one layer dispatches (0 otherwise).
+double megatron_moe_dispatch_bytes(const LayerContext& ctx);
 
 // walked_s: the pipeline's time from walked_pipeline_s; 0 takes the closed form, which the
 // search ranks every layout by (its final candidates are walked, planner/search.cpp).
+// expert_dp_links: the expert-data-parallel group's (dp / ep ranks), over which the routed
+// experts' gradients are reduced and their states sharded (MoE with ep > 1 only).
 Prediction predict(const ClusterSpec& cluster, const JobSpec& job, const ModelSpec& model,
                    const ParallelLayout& layout, const StageTable& table,
-                   const GroupLinks& dp_links, double walked_s = 0);
+                   const GroupLinks& dp_links, double walked_s = 0,
+                   const GroupLinks& expert_dp_links = GroupLinks{});
 
 nlohmann::json prediction_to_json(const Prediction& prediction);
 // Inverse of prediction_to_json (feasible and capacity are not part of it); InputError

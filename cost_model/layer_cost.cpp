@@ -105,13 +105,45 @@ Pass attention_core_s(const LayerContext& c, const Dims& d, Pass* vector) {
   return t;
 }
 
-double tp_collective_s(const LayerContext& c, const Dims& d, int count) {
+// One tensor-parallel all-reduce (or, under sequence parallelism, reduce-scatter plus
+// all-gather) of `scale` [s, b, h] activations.
+double tp_collective_s(const LayerContext& c, const Dims& d, double scale) {
   if (c.tp <= 1) return 0.0;
-  const double bytes = d.T * d.h * d.e;
+  const double bytes = d.T * d.h * d.e * scale;
   if (c.sequence_parallel)  // each all-reduce becomes a reduce-scatter and an all-gather
-    return count * (collective_time_s(Collective::reduce_scatter, bytes, c.tp_links) +
-                    collective_time_s(Collective::all_gather, bytes, c.tp_links));
-  return count * collective_time_s(Collective::all_reduce, bytes, c.tp_links);
+    return collective_time_s(Collective::reduce_scatter, bytes, c.tp_links) +
+           collective_time_s(Collective::all_gather, bytes, c.tp_links);
+  return collective_time_s(Collective::all_reduce, bytes, c.tp_links);
+}
+
+// The MLP's tensor-parallel traffic relative to a dense MLP's: Megatron-Core's alltoall
+// dispatcher (ep > 1) all-gathers the k routed copies of the tokens over tp after the
+// all-to-all (and reduce-scatters them before the combine); with ep = 1 the allgather
+// dispatcher gathers the hidden states once, as a dense MLP does.
+double mlp_tp_scale(const LayerContext& c, const Dims& d) {
+  return c.model->is_moe() && c.ep > 1 ? d.k_moe : 1.0;
+}
+
+// MoE only: the router's softmax and top-k over the E logits (fp32: the logits read, the
+// probabilities written and read by top-k), and the permutation of the tokens into expert
+// order (k copies written) and back (k expert outputs read, weighted, summed), on this
+// rank's tokens (1/t of them under sequence parallelism).
+Pass moe_vector_s(const LayerContext& c, const Dims& d) {
+  if (!c.model->is_moe()) return Pass{};
+  const double tokens = d.hs / d.h;
+  const double router_bytes = 3.0 * tokens * d.experts * 4.0;
+  Pass t = vector_op_s(c, MemoryOp::copy, router_bytes, 2 * router_bytes);
+  const double permute_bytes = tokens * d.h * d.e * (1.0 + d.k_moe);
+  t += vector_op_s(c, MemoryOp::copy, 2 * permute_bytes, 4 * permute_bytes);
+  return t;
+}
+
+// MoE token dispatch or combine over the ep group: each rank sends its k routed copies of
+// its tokens (1/t of the micro-batch under sequence parallelism), all but the 1/ep that
+// stays on its own experts (nccl-tests all-to-all).
+double ep_all_to_all_s(const LayerContext& c, const Dims& d) {
+  if (!c.model->is_moe() || c.ep <= 1) return 0.0;
+  return collective_time_s(Collective::all_to_all, d.hs * d.k_moe * d.e, c.ep_links);
 }
 
 }  // namespace
@@ -144,20 +176,34 @@ LayerCost block_cost(const LayerContext& c) {
   const ModelSpec& m = *c.model;
   const Dims d = dims_of(c);
   LayerCost out;
+  // Experts on this rank: E / ep (the search takes only ep dividing E), each split over tp.
+  const int64_t local_experts = m.num_experts / std::max<int64_t>(1, c.ep);
   const double router = m.is_moe() ? d.h * d.experts : 0;
-  out.params = (static_cast<double>(m.attention_params() + m.mlp_params()) - router) / d.t + router +
-               2.0 * static_cast<double>(m.norm_params());
+  out.params = static_cast<double>(m.attention_params() + m.expert_params() * local_experts +
+                                   m.shared_expert_params()) /
+                   d.t +
+               router + 2.0 * static_cast<double>(m.norm_params());
+  out.expert_params =
+      m.is_moe() ? static_cast<double>(m.expert_params() * local_experts) / d.t : 0.0;
   out.fwd_flops = d.T * block_fwd_flops_per_token(m) / d.t;
 
-  // Matmuls: QKV, out-projection, the MLP's up (gate) and down projections per expert,
-  // the router.
-  const double tokens_per_expert = d.T * d.k_moe / d.experts;
+  // Matmuls: QKV, out-projection, the MLP's up (gate) and down projections per local expert
+  // as one grouped GEMM, the router, the shared expert. The ep group's T·k routed tokens
+  // spread over E experts: T·k·ep/E reach each of this rank's E/ep experts (T·k in all).
+  const double ep = static_cast<double>(c.ep);
+  const double imbalance = m.is_moe() ? kExpertLoadImbalance : 1.0;
+  const double tokens_per_expert = d.T * d.k_moe * ep / d.experts * imbalance;
   const double up_width = (m.mlp == MlpKind::swiglu ? 2 : 1) * d.f / d.t;
   Pass gemm = linear_s(c, d.T, (d.q + 2 * d.kv) / d.t, d.h);
   gemm += linear_s(c, d.T, d.h, d.q / d.t);
-  gemm += linear_s(c, tokens_per_expert, up_width, d.h, d.experts);
-  gemm += linear_s(c, tokens_per_expert, d.h, d.f / d.t, d.experts);
-  if (m.is_moe()) gemm += linear_s(c, d.T, d.experts, d.h);
+  gemm += linear_s(c, tokens_per_expert, up_width, d.h, static_cast<double>(local_experts));
+  gemm += linear_s(c, tokens_per_expert, d.h, d.f / d.t, static_cast<double>(local_experts));
+  if (m.is_moe()) gemm += linear_s(c, d.hs / d.h, d.experts, d.h);
+  const double shared_f = static_cast<double>(m.shared_expert_ffn_size);
+  if (shared_f > 0) {  // a SwiGLU MLP every token passes, split over tp like a dense one
+    gemm += linear_s(c, d.T, 2 * shared_f / d.t, d.h);
+    gemm += linear_s(c, d.T, d.h, shared_f / d.t);
+  }
   Pass core_vector;
   const Pass core = attention_core_s(c, d, &core_vector);
 
@@ -173,29 +219,45 @@ LayerCost block_cost(const LayerContext& c) {
     const double rope_bytes = 2 * d.T * (d.q + d.kv) / d.t * m.rotary_pct * d.e;
     vector += vector_op_s(c, MemoryOp::copy, rope_bytes, 2 * rope_bytes);
   }
-  const double act_bytes = d.T * d.f * d.k_moe / d.t * d.e * (m.mlp == MlpKind::swiglu ? 3 : 2);
+  const double act_bytes =
+      d.T * d.f * d.k_moe * imbalance / d.t * d.e * (m.mlp == MlpKind::swiglu ? 3 : 2);
   vector += vector_op_s(c, m.mlp == MlpKind::swiglu ? MemoryOp::swiglu : MemoryOp::gelu, act_bytes, 2 * act_bytes);
+  if (shared_f > 0) {
+    const double shared_bytes = d.T * shared_f / d.t * d.e * 3;
+    vector += vector_op_s(c, MemoryOp::swiglu, shared_bytes, 2 * shared_bytes);
+  }
+  vector += moe_vector_s(c, d);
 
   out.fwd_compute_s = gemm.fwd_s + core.fwd_s + vector.fwd_s;
   out.bwd_compute_s = gemm.bwd_s + core.bwd_s + vector.bwd_s;
   // The host issues each kernel: a layer takes at least its kernels' issue time (matters
   // only for layers too small to hide it).
   if (const KernelRates* r = rates_for(c)) {
-    const int fwd_kernels = 10 + (m.position == PositionKind::rope ? 1 : 0) + (m.is_moe() ? 1 : 0);
+    // MoE adds the router GEMM, softmax/top-k, permute and unpermute; a shared expert its 3.
+    const int fwd_kernels = 10 + (m.position == PositionKind::rope ? 1 : 0) + (m.is_moe() ? 4 : 0) +
+                            (shared_f > 0 ? 3 : 0);
     out.fwd_compute_s = std::max(out.fwd_compute_s, fwd_kernels * r->host_s_per_op);
     out.bwd_compute_s = std::max(out.bwd_compute_s, 2 * fwd_kernels * r->host_s_per_op);
   }
-  out.fwd_tp_comm_s = tp_collective_s(c, d, 2);
-  out.bwd_tp_comm_s = tp_collective_s(c, d, 2);
+  // Attention's and the MLP's collectives.
+  const double mlp_scale = mlp_tp_scale(c, d);
+  out.fwd_tp_comm_s = tp_collective_s(c, d, 1.0) + tp_collective_s(c, d, mlp_scale);
+  out.bwd_tp_comm_s = out.fwd_tp_comm_s;
   // Under sequence parallelism the sharded inputs of the two column-parallel linears are
   // gathered again in backward for their weight gradients (Korthikanti et al. §4.2.2).
   if (c.sequence_parallel && c.tp > 1)
-    out.bwd_tp_comm_s += 2 * collective_time_s(Collective::all_gather, d.T * d.h * d.e, c.tp_links);
+    out.bwd_tp_comm_s +=
+        collective_time_s(Collective::all_gather, d.T * d.h * d.e, c.tp_links) +
+        collective_time_s(Collective::all_gather, d.T * d.h * d.e * mlp_scale, c.tp_links);
+  // MoE: dispatch and combine forward, their transposes backward.
+  out.fwd_ep_comm_s = 2 * ep_all_to_all_s(c, d);
+  out.bwd_ep_comm_s = out.fwd_ep_comm_s;
   out.vector_s = vector.fwd_s + vector.bwd_s + core_vector.fwd_s + core_vector.bwd_s;
   if (c.recompute == Recompute::full) {
     out.recompute_s = out.fwd_compute_s;
     out.recompute_flops = out.fwd_flops;
     out.bwd_tp_comm_s += out.fwd_tp_comm_s;
+    out.bwd_ep_comm_s += out.fwd_ep_comm_s;  // the forward's dispatch and combine again
     out.vector_s += vector.fwd_s + core_vector.fwd_s;
   } else if (c.recompute == Recompute::selective && !c.flash_attention) {
     out.recompute_s = core.fwd_s;

@@ -26,7 +26,20 @@ struct LayerContext {
   GroupLinks tp_links;
   // Memory as Megatron-LM allocates it (JobSpec::megatron_memory), not sextant's executor.
   bool megatron_memory = false;
+  // Expert parallelism (MoE only): each rank of an ep group holds num_experts / ep experts
+  // (each split over tp, Megatron-Core's default expert tensor parallelism) and exchanges
+  // routed tokens with the group by all-to-all over ep_links.
+  int64_t ep = 1;
+  GroupLinks ep_links;
 };
+
+// Tokens an expert receives relative to a perfectly balanced router: 1.0, dropless routing
+// with every expert receiving tokens x top-k / experts. Megatron-Core's default is dropless
+// (no capacity factor); its auxiliary load-balancing loss brings the router to near balance
+// within the first few hundred steps (Megatron-Core MoE README, "OOM Caused by Token
+// Distribution Imbalance"), and published throughputs are taken after that. A capacity
+// factor c (--moe-expert-capacity-factor with padding) would make this c.
+inline constexpr double kExpertLoadImbalance = 1.0;
 
 struct LayerCost {
   double params = 0;          // parameters held by one tp rank
@@ -38,10 +51,15 @@ struct LayerCost {
   double vector_s = 0;        // of fwd + bwd + recompute compute: the memory-bound (non-GEMM) part
   double fwd_tp_comm_s = 0;   // not overlapped, as in Megatron-LM's TP
   double bwd_tp_comm_s = 0;   // includes what recompute repeats
+  // MoE token dispatch and combine (all-to-all over ep), not overlapped (Megatron-Core's
+  // alltoall dispatcher runs them between the router and the experts, and after them).
+  double fwd_ep_comm_s = 0;     // dispatch + combine
+  double bwd_ep_comm_s = 0;     // their transposes, and again under full recompute
+  double expert_params = 0;     // of `params`: the routed experts' (reduced over dp / ep)
   double activation_bytes = 0;  // kept from forward to backward, per micro-batch
   double workspace_bytes = 0;   // transient, while this layer's backward runs
-  double fwd_s() const { return fwd_compute_s + fwd_tp_comm_s; }
-  double bwd_s() const { return bwd_compute_s + recompute_s + bwd_tp_comm_s; }
+  double fwd_s() const { return fwd_compute_s + fwd_tp_comm_s + fwd_ep_comm_s; }
+  double bwd_s() const { return bwd_compute_s + recompute_s + bwd_tp_comm_s + bwd_ep_comm_s; }
 };
 
 // Time of one GEMM (or `batch` of them) of shape m×k by k×n: the slower of compute at the

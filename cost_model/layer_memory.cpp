@@ -20,6 +20,9 @@ constexpr double kFp32Bytes = 4.0, kInt64Bytes = 8.0, kBoolBytes = 1.0;
 struct Shape {
   double T, s, b, h, q, kv, f, heads_per_rank, head_dim, t, e, hs_rows;
   bool gqa, swiglu, layernorm;
+  // MoE: routed copies per token k (1 dense), experts, experts on this rank, shared width / t.
+  double k, experts, local_experts, shared_f;
+  bool moe;
 };
 
 Shape shape_of(const LayerContext& c) {
@@ -40,6 +43,11 @@ Shape shape_of(const LayerContext& c) {
   d.gqa = m.num_kv_heads < m.num_heads;
   d.swiglu = m.mlp == MlpKind::swiglu;
   d.layernorm = m.norm == NormKind::layernorm;
+  d.moe = m.is_moe();
+  d.k = d.moe ? static_cast<double>(m.experts_per_token) * kExpertLoadImbalance : 1.0;
+  d.experts = static_cast<double>(m.num_experts);
+  d.local_experts = static_cast<double>(m.num_experts / std::max<int64_t>(1, c.ep));
+  d.shared_f = static_cast<double>(m.shared_expert_ffn_size) / d.t;
   return d;
 }
 
@@ -106,6 +114,30 @@ double rotary_kept_bytes(const LayerContext& c, const Shape& d) {
   return k.bytes;
 }
 
+// MoE, what the straightforward executor keeps (sextant execute, executor/ MoE layer): the
+// router's fp32 softmax [T, E], top-k weights (fp32) and indices (int64) [T, k]; the tokens
+// this rank's experts received by all-to-all, [T·k, h] (the k copies in expert order; the
+// experts' first linear reads them); the expert outputs received back by the combine,
+// [T·k, h], which the weighted sum reads for the routing weights' gradient; the shared
+// expert's gate, up and SwiGLU output [T, f_shared / t] and its sigmoid gate [T, 1].
+double moe_kept_bytes(const LayerContext& c, const Shape& d) {
+  if (!d.moe) return 0;
+  Tensors k{*c.device};
+  k.add(d.T * d.experts * kFp32Bytes).add(d.T * d.k * kFp32Bytes).add(d.T * d.k * kInt64Bytes);
+  k.add(d.T * d.k * d.h * d.e, 2);
+  if (d.shared_f > 0) k.add(d.T * d.shared_f * d.e, 3).add(d.T * d.e);
+  return k.bytes;
+}
+
+// MoE, transient while the MLP's backward runs: the all-to-all send buffers of the dispatch
+// and combine gradients, [T·k, h] each, and the local experts' weight gradients.
+double moe_backward_bytes(const LayerContext& c, const Shape& d) {
+  if (!d.moe) return 0;
+  Tensors k{*c.device};
+  k.add(d.T * d.k * d.h * d.e, 2);
+  return k.bytes;
+}
+
 double block_none_bytes(const LayerContext& c, const Shape& d) {
   const ModelSpec& m = *c.model;
   Tensors k{*c.device};
@@ -119,8 +151,9 @@ double block_none_bytes(const LayerContext& c, const Shape& d) {
   else
     k.bytes += core_kept_bytes(c, d, fused_attention(c), /*with_inputs=*/true);
   k.add(d.T * d.q * d.e);  // context [s, b, q] (permute copy), out-projection input
-  k.add(d.T * d.f * d.e, d.swiglu ? 3 : 2);  // gate, up, swiglu output | up (pre-GELU), GELU output
-  return k.bytes;
+  // gate, up, swiglu output | up (pre-GELU), GELU output; MoE: on the T·k routed tokens
+  k.add(d.T * d.k * d.f * d.e, d.swiglu ? 3 : 2);
+  return k.bytes + moe_kept_bytes(c, d);
 }
 
 }  // namespace
@@ -155,17 +188,20 @@ double block_workspace_bytes(const LayerContext& c, double params) {
   if (c.megatron_memory) {  // backward rebuilds what recompute dropped, one block at a time
     LayerContext none = c;
     none.recompute = Recompute::none;
-    return megatron_block_activation_bytes(none) - megatron_block_activation_bytes(c);
+    return megatron_block_activation_bytes(none) - megatron_block_activation_bytes(c) +
+           megatron_moe_dispatch_bytes(c);
   }
   const Shape d = shape_of(c);
   const DeviceSpec& dev = *c.device;
-  const double mlp_weights = (d.swiglu ? 3 : 2) * d.h * d.f, out_weights = d.q * d.h;
-  const double mlp_s = allocation_bytes(dev, d.T * d.f * d.e) * (d.swiglu ? 2 : 1) +
-                       allocation_bytes(dev, d.h * d.f * d.e);
+  const double mlp_weights = (d.swiglu ? 3 : 2) * d.h * d.f * d.local_experts,
+               out_weights = d.q * d.h;
+  const double mlp_s = allocation_bytes(dev, d.T * d.k * d.f * d.e) * (d.swiglu ? 2 : 1) +
+                       allocation_bytes(dev, d.h * d.f * d.e) * d.local_experts +
+                       moe_backward_bytes(c, d);
   double core_s = core_backward_bytes(c, d, fused_attention(c));
   if (core_recomputed(c))
     core_s += core_kept_bytes(c, d, fused_attention(c), /*with_inputs=*/false);
-  const double freed_s = allocation_bytes(dev, d.T * d.f * d.e) * (d.swiglu ? 3 : 2) +
+  const double freed_s = allocation_bytes(dev, d.T * d.k * d.f * d.e) * (d.swiglu ? 3 : 2) +
                          allocation_bytes(dev, d.T * d.h * d.e) +
                          allocation_bytes(dev, d.hs_rows * d.h * d.e) +
                          allocation_bytes(dev, d.T * d.q * d.e);

@@ -35,15 +35,24 @@ struct StageMemoryInput {
   const StageTable& table;
 };
 
+// Parameters this rank owns a shard of under ZeRO: the dense ones over dp, the routed
+// experts' over their expert-data-parallel group (dp / ep).
+double sharded_params(const ParallelLayout& l, const StageSummary& s) {
+  const double n_expert = l.ep > 1 ? s.expert_params : 0.0;
+  return (s.params - n_expert) / static_cast<double>(l.dp) +
+         n_expert / static_cast<double>(l.dp / l.ep);
+}
+
 void model_states(const StageMemoryInput& in, const StageSummary& s, MemoryBreakdown& m) {
   const ParallelLayout& l = in.l;
-  const double n = s.params, dp = static_cast<double>(l.dp);
+  const double n = s.params;
   const double e = static_cast<double>(bytes_per_element(in.job.precision));
   const bool mixed = e < kMasterBytes;
-  const double owned = l.zero >= 1 ? n / dp : n;
+  const double owned = l.zero >= 1 ? sharded_params(l, s) : n;
   const bool params_on_host = l.offload == Offload::params;
   if (!params_on_host)
-    m.params_bytes = (l.zero >= 3 ? n / dp : n) * kMasterBytes + (mixed && l.zero < 3 ? n * e : 0);
+    m.params_bytes =
+        (l.zero >= 3 ? sharded_params(l, s) : n) * kMasterBytes + (mixed && l.zero < 3 ? n * e : 0);
   m.grads_bytes = owned * kMasterBytes;
   if (l.zero == 1 && l.dp > 1) m.grads_bytes += n * kMasterBytes;  // accum_
   if (l.zero >= 2 && l.dp > 1 && in.cluster.device.is_gpu)

@@ -32,6 +32,15 @@ double megatron_block_activation_bytes(const LayerContext& c) {
   const double mlp_tensors = m.mlp == MlpKind::swiglu ? 3.0 : 2.0;
   bytes += T * e * (q + 2 * kv + q) / t;
   bytes += T * e * mlp_tensors * f * k_moe / t;
+  if (m.is_moe()) {
+    // The experts' first linear reads k routed copies of each token (the MLP input above is
+    // one of them), the combine keeps the k expert outputs for the routing weights'
+    // gradient, the router its fp32 probabilities; a shared expert its SwiGLU tensors.
+    const double tokens = hs / h;
+    bytes +=
+        (k_moe - 1.0) * hs * e + k_moe * hs * e + tokens * static_cast<double>(m.num_experts) * 4.0;
+    bytes += T * e * 3.0 * static_cast<double>(m.shared_expert_ffn_size) / t;
+  }
   const double heads_per_rank = static_cast<double>(m.num_heads) / t;
   if (c.flash_attention) {
     bytes += b * heads_per_rank * s * 4.0;  // fp32 log-sum-exp per row
@@ -40,6 +49,15 @@ double megatron_block_activation_bytes(const LayerContext& c) {
     bytes += scores * (e + (mask > 0 ? e + 1 : 0));  // softmax out, dropout mask and out
   }
   return bytes;
+}
+
+double megatron_moe_dispatch_bytes(const LayerContext& c) {
+  const ModelSpec& m = *c.model;
+  if (!m.is_moe() || c.ep <= 1) return 0.0;
+  const double rows = static_cast<double>(m.seq_len * c.micro_batch) /
+                      (c.sequence_parallel ? static_cast<double>(c.tp) : 1.0);
+  return 2.0 * rows *
+         static_cast<double>(m.experts_per_token * m.hidden_size * bytes_per_element(c.precision));
 }
 
 MemoryBreakdown predict_memory_megatron(const ClusterSpec& cluster, const JobSpec& job,
@@ -52,11 +70,17 @@ MemoryBreakdown predict_memory_megatron(const ClusterSpec& cluster, const JobSpe
     MemoryBreakdown m;
     m.stage = i;
     const double n = s.params;
+    // Under ZeRO the dense states shard over dp, the routed experts' over dp / ep.
+    const double n_expert = l.ep > 1 ? s.expert_params : 0.0, n_dense = n - n_expert;
+    const double expert_dp = static_cast<double>(l.dp / l.ep);
+    auto states = [&](double bytes_per_param, bool sharded) {
+      return sharded ? n_dense * bytes_per_param / dp + n_expert * bytes_per_param / expert_dp
+                     : n * bytes_per_param;
+    };
     const bool params_on_host = l.offload == Offload::params;
-    m.params_bytes = params_on_host ? 0 : n * per.weights / (l.zero >= 3 ? dp : 1.0);
-    m.grads_bytes = n * per.grads / (l.zero >= 2 ? dp : 1.0);
-    m.optimizer_bytes =
-        l.offload != Offload::none ? 0 : n * per.optimizer / (l.zero >= 1 ? dp : 1.0);
+    m.params_bytes = params_on_host ? 0 : states(per.weights, l.zero >= 3);
+    m.grads_bytes = states(per.grads, l.zero >= 2);
+    m.optimizer_bytes = l.offload != Offload::none ? 0 : states(per.optimizer, l.zero >= 1);
     const int64_t in_flight = max_in_flight_chunks(l.pp, l.vpp, l.grad_accum, i);
     // Chunk activations times the chunk-micro-batches in flight; the logits of the output
     // layer live from one micro-batch's forward to its backward, once.

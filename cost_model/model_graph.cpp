@@ -16,14 +16,15 @@ const char* to_string(LayerKind kind) {
 }
 
 double block_fwd_flops_per_token(const ModelSpec& m) {
-  // Weight matrices only (biases and norms are not matmuls): attention, the router, and
-  // the experts_per_token experts each token visits.
+  // Weight matrices only (biases and norms are not matmuls): attention, the router, the
+  // experts_per_token experts each token visits, and the shared expert with its gate.
   const double h = static_cast<double>(m.hidden_size), f = static_cast<double>(m.ffn_hidden_size);
   const double expert = (m.mlp == MlpKind::swiglu ? 3.0 : 2.0) * h * f;
   const double matmul_weights = h * static_cast<double>(m.q_size() + 2 * m.kv_size()) +
                                 static_cast<double>(m.q_size()) * h +
                                 expert * static_cast<double>(m.experts_per_token) +
-                                (m.is_moe() ? h * static_cast<double>(m.num_experts) : 0.0);
+                                (m.is_moe() ? h * static_cast<double>(m.num_experts) : 0.0) +
+                                static_cast<double>(m.shared_expert_params());
   const double attention = 2.0 * 2.0 * static_cast<double>(m.seq_len) * static_cast<double>(m.q_size());
   return 2.0 * matmul_weights + attention;
 }

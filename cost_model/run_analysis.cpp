@@ -35,7 +35,8 @@ void measure_steps(const std::vector<StepRecord>& steps, RunComparison& r) {
 }
 
 PredictedParts predicted_parts(const TimeBreakdown& t) {
-  return {t.compute_s + t.tp_comm_s, t.optimizer_s, t.pp_p2p_s + t.bubble_s + t.dp_comm_s};
+  return {t.compute_s + t.tp_comm_s + t.ep_comm_s, t.optimizer_s,
+          t.pp_p2p_s + t.bubble_s + t.dp_comm_s};
 }
 
 double error_pct(double predicted, double measured) {

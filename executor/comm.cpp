@@ -262,7 +262,7 @@ void TimedComm::broadcast(torch::Tensor& t, int root) {
 void TimedComm::all_to_all(const torch::Tensor& in, const std::vector<int64_t>& send_rows, torch::Tensor& out,
                            const std::vector<int64_t>& recv_rows) {
   PhaseScope wait(&clock_, phase_);
-  const TraceSpan span(clock_.trace(), trace_name::all_to_all, "ep", TraceThread::tp_comm);
+  const TraceSpan span(clock_.trace(), trace_name::ep_all_to_all, "ep", TraceThread::tp_comm);
   inner_->all_to_all(in, send_rows, out, recv_rows);
 }
 void TimedComm::send(const torch::Tensor& t, int peer, int tag) {

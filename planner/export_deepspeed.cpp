@@ -32,6 +32,12 @@ void check_expressible(const PlanFile& plan) {
            "pp=" + std::to_string(l.pp) +
                ": DeepSpeed pipelines a model written as deepspeed.pipe.PipelineModule; "
                "a config cannot express the stages");
+  if (l.ep > 1)
+    refuse(kDeepSpeed,
+           "ep=" + std::to_string(l.ep) +
+               ": DeepSpeed's expert parallelism is the ep_size argument of "
+               "deepspeed.moe.layer.MoE in the model code (expert groups made from it), "
+               "which the config JSON has no key for");
   if (l.offload != Offload::none && l.zero == 0)
     refuse(kDeepSpeed, "offload=" + std::string(to_string(l.offload)) +
                            " with zero=0: offload_optimizer needs ZeRO stage 1, 2 or 3");

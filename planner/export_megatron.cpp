@@ -126,6 +126,12 @@ void add_parallelism(const PlanFile& plan, Args& a, std::vector<std::string>& no
   } else if (l.vpp > 1) {
     a.add("--num-virtual-stages-per-pipeline-rank", l.vpp);
   }
+  if (plan.model.is_moe()) {
+    // ep is carved out of dp (Megatron-Core's tp-cp-ep-dp-pp order), experts split over tp
+    // (--expert-tensor-parallel-size defaults to tp), tokens exchanged by all-to-all.
+    a.add("--expert-model-parallel-size", l.ep);
+    if (l.ep > 1) a.add("--moe-token-dispatcher-type", "alltoall");
+  }
   if (l.sequence_parallel && l.tp > 1) a.add("--sequence-parallel");
   if (!orders_as(l, kDefaultOrder)) a.add("--use-tp-pp-dp-mapping");
   a.add("--micro-batch-size", l.micro_batch);
@@ -148,10 +154,19 @@ void add_model(const PlanFile& plan, Args& a, std::vector<std::string>& notes) {
     a.add("--num-query-groups", m.num_kv_heads);
   }
   a.add("--kv-channels", m.head_dim);
-  if (m.is_moe()) {
+  if (m.is_moe()) {  // megatron/core/transformer/moe/README.md, "MoE Related Arguments"
     a.add("--num-experts", m.num_experts);
     a.add("--moe-router-topk", m.experts_per_token);
     a.add("--moe-ffn-hidden-size", m.ffn_hidden_size);
+    // Megatron's default (softmax over the top k) is Mixtral's renormalised top-k;
+    // qwen2_moe without norm_topk_prob takes softmax over all experts first.
+    if (!m.norm_topk_prob) a.add("--moe-router-pre-softmax");
+    a.add("--moe-aux-loss-coeff", format_float(m.router_aux_loss_coef));
+    if (m.shared_expert_ffn_size > 0) {
+      a.add("--moe-shared-expert-intermediate-size", m.shared_expert_ffn_size);
+      a.add("--moe-shared-expert-gate");  // qwen2_moe's sigmoid gate on the shared expert
+    }
+    if (m.num_experts / plan.layout.ep > 1) a.add("--moe-grouped-gemm");
   }
   a.add("--normalization", m.norm == NormKind::rmsnorm ? "RMSNorm" : "LayerNorm");
   a.add("--norm-epsilon", format_float(m.norm_eps));
@@ -247,7 +262,8 @@ std::string export_megatron(const PlanFile& plan) {
   out << "# " << kMegatronTarget << ": arguments for pretrain_gpt.py\n"
       << "# sextant plan: " << plan_summary(plan) << "\n"
       << "# launch " << l.world_size() << " ranks (dp " << l.dp << " x tp " << l.tp << " x pp "
-      << l.pp << "); add the data, tokenizer, optimizer and checkpoint arguments\n";
+      << l.pp << (l.ep > 1 ? ", ep " + std::to_string(l.ep) + " within dp" : std::string())
+      << "); add the data, tokenizer, optimizer and checkpoint arguments\n";
   for (const std::string& note : notes) out << "# note: " << note << "\n";
   for (size_t i = 0; i < a.lines.size(); ++i)
     out << a.lines[i] << (i + 1 < a.lines.size() ? " \\\n" : "\n");

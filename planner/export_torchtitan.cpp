@@ -64,6 +64,13 @@ void check_expressible(const PlanFile& plan) {
   if (l.offload == Offload::params && l.zero != 3)
     refuse(kTorchtitan, "offload=params with zero=" + std::to_string(l.zero) +
                             ": FSDP2's CPU offload needs sharded parameters (zero=3)");
+  // job_config.py Parallelism.expert_parallel_degree: with etp = tp, ep is carved out of
+  // data_parallel_shard_degree (dp_shard % ep == 0), which only FSDP2 (zero 2/3) has.
+  if (l.ep > 1 && l.zero < 2)
+    refuse(kTorchtitan, "ep=" + std::to_string(l.ep) + " with zero=" + std::to_string(l.zero) +
+                            ": torchtitan carves expert parallelism out of the FSDP2 shard "
+                            "dimension (data_parallel_shard_degree), which zero 0/1 leave at 1; "
+                            "re-plan with --fix zero=2 or zero=3");
 }
 
 std::string quoted(const std::string& s) {
@@ -150,6 +157,9 @@ void write_parallelism(const PlanFile& plan, std::ostream& out) {
   out << "tensor_parallel_degree = " << l.tp << "\n"
       << "context_parallel_degree = 1\n"
       << "pipeline_parallel_degree = " << l.pp << "\n";
+  if (plan.model.is_moe())  // routed experts over ep ranks, each split over tp (etp = tp)
+    out << "expert_parallel_degree = " << l.ep << "\n"
+        << "expert_tensor_parallel_degree = " << (l.ep > 1 ? l.tp : 1) << "\n";
   if (l.pp > 1) {
     out << "pipeline_parallel_schedule = " << (l.vpp > 1 ? "\"Interleaved1F1B\"" : "\"1F1B\"")
         << "\n"

@@ -48,21 +48,22 @@ std::string search_to_table(const SearchRequest& req, const SearchResult& res) {
   out << "searched " << res.evaluated << " layouts in " << std::setprecision(3) << res.seconds
       << " s, " << res.feasible << " fit in memory\n";
   if (res.feasible == 0) out << "no layout fits; the least memory-hungry ones:\n";
-  out << "\n rank  dp  tp  pp vpp zero   mb    ga recompute  sp   offload   step_s   tokens/s  "
+  out << "\n rank  dp  tp  pp  ep vpp zero   mb    ga recompute  sp   offload   step_s   tokens/s  "
          "TFLOP/s   MFU  mem_GiB\n";
   int rank = 1;
   for (const Candidate& c : res.candidates) {
     const ParallelLayout& l = c.layout;
     const Prediction& p = c.prediction;
     out << std::setw(5) << rank++ << std::setw(4) << l.dp << std::setw(4) << l.tp << std::setw(4)
-        << l.pp << std::setw(4) << l.vpp << std::setw(5) << l.zero << std::setw(5) << l.micro_batch
-        << std::setw(6) << l.grad_accum << std::setw(10) << to_string(l.recompute) << std::setw(4)
-        << (l.sequence_parallel ? "y" : "n") << std::setw(10) << to_string(l.offload)
-        << std::setprecision(3) << std::setw(9) << p.time.step_s << std::setprecision(0)
-        << std::setw(11) << p.tokens_per_s << std::setprecision(1) << std::setw(9)
-        << p.model_tflops_per_gpu << std::setprecision(3) << std::setw(6) << p.mfu
-        << std::setprecision(p.memory.peak_bytes < 10 * kGiB ? 3 : 1) << std::setw(9) << p.memory.peak_bytes / kGiB
-        << (p.feasible ? "" : "  (does not fit)") << "\n";
+        << l.pp << std::setw(4) << l.ep << std::setw(4) << l.vpp << std::setw(5) << l.zero
+        << std::setw(5) << l.micro_batch << std::setw(6) << l.grad_accum << std::setw(10)
+        << to_string(l.recompute) << std::setw(4) << (l.sequence_parallel ? "y" : "n")
+        << std::setw(10) << to_string(l.offload) << std::setprecision(3) << std::setw(9)
+        << p.time.step_s << std::setprecision(0) << std::setw(11) << p.tokens_per_s
+        << std::setprecision(1) << std::setw(9) << p.model_tflops_per_gpu << std::setprecision(3)
+        << std::setw(6) << p.mfu << std::setprecision(p.memory.peak_bytes < 10 * kGiB ? 3 : 1)
+        << std::setw(9) << p.memory.peak_bytes / kGiB << (p.feasible ? "" : "  (does not fit)")
+        << "\n";
   }
   if (!res.candidates.empty()) {
     const Prediction& p = res.candidates.front().prediction;
@@ -70,10 +71,11 @@ std::string search_to_table(const SearchRequest& req, const SearchResult& res) {
     const MemoryBreakdown& m = p.memory;
     out << std::setprecision(3) << "\nbest: step " << t.step_s << " s";
     if (t.step_s != t.uncalibrated_step_s) out << " calibrated, from " << t.uncalibrated_step_s << " s";
-    out << " = compute " << t.compute_s
-        << " + tp comm " << t.tp_comm_s << " + pp p2p " << t.pp_p2p_s << " + bubble " << t.bubble_s
-        << " + dp comm (exposed) " << t.dp_comm_s << " + optimizer " << t.optimizer_s
-        << " + offload " << t.offload_s << "\n";
+    out << " = compute " << t.compute_s << " + tp comm " << t.tp_comm_s << " + pp p2p "
+        << t.pp_p2p_s;
+    if (t.ep_comm_s > 0) out << " + ep all-to-all " << t.ep_comm_s;
+    out << " + bubble " << t.bubble_s << " + dp comm (exposed) " << t.dp_comm_s << " + optimizer "
+        << t.optimizer_s << " + offload " << t.offload_s << "\n";
     out << std::setprecision(2) << "      memory (stage " << m.stage << ") " << m.peak_bytes / kGiB
         << " GiB = params " << m.params_bytes / kGiB << " + grads " << m.grads_bytes / kGiB
         << " + optimizer " << m.optimizer_bytes / kGiB << " + activations "
@@ -94,7 +96,7 @@ std::string search_to_table(const SearchRequest& req, const SearchResult& res) {
 
 std::string search_to_csv(const SearchResult& res) {
   std::ostringstream out;
-  out << "rank,feasible,dp,tp,pp,vpp,zero,micro_batch,grad_accum,recompute,sequence_parallel,"
+  out << "rank,feasible,dp,tp,pp,ep,vpp,zero,micro_batch,grad_accum,recompute,sequence_parallel,"
          "offload,step_time_s,tokens_per_s,model_tflops_per_gpu,hardware_tflops_per_gpu,mfu,"
          "params_bytes,grads_bytes,optimizer_bytes,activations_bytes,peak_bytes\n";
   int rank = 1;
@@ -103,12 +105,13 @@ std::string search_to_csv(const SearchResult& res) {
     const ParallelLayout& l = c.layout;
     const Prediction& p = c.prediction;
     out << rank++ << ',' << (p.feasible ? "true" : "false") << ',' << l.dp << ',' << l.tp << ','
-        << l.pp << ',' << l.vpp << ',' << l.zero << ',' << l.micro_batch << ',' << l.grad_accum
-        << ',' << to_string(l.recompute) << ',' << (l.sequence_parallel ? "true" : "false") << ','
-        << to_string(l.offload) << ',' << p.time.step_s << ',' << p.tokens_per_s << ','
-        << p.model_tflops_per_gpu << ',' << p.hardware_tflops_per_gpu << ',' << p.mfu << ','
-        << p.memory.params_bytes << ',' << p.memory.grads_bytes << ',' << p.memory.optimizer_bytes
-        << ',' << p.memory.activations_bytes << ',' << p.memory.peak_bytes << '\n';
+        << l.pp << ',' << l.ep << ',' << l.vpp << ',' << l.zero << ',' << l.micro_batch << ','
+        << l.grad_accum << ',' << to_string(l.recompute) << ','
+        << (l.sequence_parallel ? "true" : "false") << ',' << to_string(l.offload) << ','
+        << p.time.step_s << ',' << p.tokens_per_s << ',' << p.model_tflops_per_gpu << ','
+        << p.hardware_tflops_per_gpu << ',' << p.mfu << ',' << p.memory.params_bytes << ','
+        << p.memory.grads_bytes << ',' << p.memory.optimizer_bytes << ','
+        << p.memory.activations_bytes << ',' << p.memory.peak_bytes << '\n';
   }
   return out.str();
 }

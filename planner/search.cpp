@@ -54,6 +54,24 @@ GroupLinks slowest_group(const Topology& topo, const ParallelLayout& l, Axis axi
   return worst;
 }
 
+// The slowest ep (all-to-all) or expert-data-parallel group, sampled as slowest_group does.
+template <typename GroupOf>
+GroupLinks slowest_expert_group(const Topology& topo, const ParallelLayout& l, GroupOf group_of) {
+  const int64_t world = l.world_size(), samples = std::min<int64_t>(world, 16);
+  GroupLinks worst;
+  for (int64_t i = 0; i < samples; ++i) {
+    GroupLinks links = topo.group_links(group_of(l, i * world / samples));
+    if (i == 0 || links.bus_bw_bytes_per_s < worst.bus_bw_bytes_per_s) worst = links;
+  }
+  return worst;
+}
+GroupLinks ep_links_of(const Topology& topo, const ParallelLayout& l) {
+  return l.ep > 1 ? slowest_expert_group(topo, l, ep_group_of) : GroupLinks{};
+}
+GroupLinks expert_dp_links_of(const Topology& topo, const ParallelLayout& l) {
+  return l.ep > 1 && l.dp > l.ep ? slowest_expert_group(topo, l, expert_dp_group_of) : GroupLinks{};
+}
+
 // The link between pipeline stages 0 and 1 (send/recv of activations).
 GroupLinks neighbour_stage_links(const Topology& topo, const ParallelLayout& l) {
   if (l.pp == 1) return GroupLinks{};
@@ -75,6 +93,8 @@ bool better(const Candidate& a, const Candidate& b) {
 bool FixedAxes::complete() const {
   return dp && tp && pp && vpp && zero && micro_batch && recompute && sequence_parallel && offload;
 }
+// (ep is not required: a dense model has only ep = 1, and a complete pin of a MoE model
+// without ep searches the ep values.)
 
 FixedAxes parse_fixed_axes(const std::string& text) {
   FixedAxes f;
@@ -91,6 +111,8 @@ FixedAxes parse_fixed_axes(const std::string& text) {
     else if (key == "tp") f.tp = parse_int(key, value);
     else if (key == "pp") f.pp = parse_int(key, value);
     else if (key == "vpp") f.vpp = parse_int(key, value);
+    else if (key == "ep")
+      f.ep = parse_int(key, value);
     else if (key == "micro_batch") f.micro_batch = parse_int(key, value);
     else if (key == "grad_accum") f.grad_accum = parse_int(key, value);
     else if (key == "zero") {
@@ -105,11 +127,15 @@ FixedAxes parse_fixed_axes(const std::string& text) {
       f.sequence_parallel = value == "true";
     } else {
       throw InputError("--fix", key,
-                       "unknown key; allowed: dp, tp, pp, vpp, zero, micro_batch, grad_accum, "
+                       "unknown key; allowed: dp, tp, pp, vpp, ep, zero, micro_batch, grad_accum, "
                        "recompute, sequence_parallel, offload");
     }
-    for (auto [name, v] : {std::pair<const char*, std::optional<int64_t>>{"dp", f.dp}, {"tp", f.tp},
-                           {"pp", f.pp}, {"vpp", f.vpp}, {"micro_batch", f.micro_batch},
+    for (auto [name, v] : {std::pair<const char*, std::optional<int64_t>>{"dp", f.dp},
+                           {"tp", f.tp},
+                           {"pp", f.pp},
+                           {"vpp", f.vpp},
+                           {"ep", f.ep},
+                           {"micro_batch", f.micro_batch},
                            {"grad_accum", f.grad_accum}})
       if (key == name && v && *v < 1) throw InputError("--fix", key, "must be at least 1");
   }
@@ -136,6 +162,35 @@ void check_pinned_axes(const SearchRequest& req) {
                                         std::to_string(model.num_layers));
   if (fix.offload == Offload::params && fix.zero && *fix.zero != 3)
     throw InputError("--fix", "offload", "params offload needs zero=3");
+  if (fix.ep && *fix.ep > 1 && !model.is_moe())
+    throw InputError("--fix", "ep",
+                     "must be 1 for a dense model (" + model.name + " has no experts); got " +
+                         std::to_string(*fix.ep));
+  if (fix.ep && model.num_experts % *fix.ep != 0)
+    throw InputError("--fix", "ep",
+                     "must divide the number of experts " + std::to_string(model.num_experts) +
+                         "; got " + std::to_string(*fix.ep));
+  if (fix.ep && fix.dp && *fix.dp % *fix.ep != 0)
+    throw InputError("--fix", "ep",
+                     "must divide dp " + std::to_string(*fix.dp) +
+                         " (experts are carved out of "
+                         "the data-parallel ranks); got " +
+                         std::to_string(*fix.ep));
+  if (fix.ep && (n / (fix.tp.value_or(1) * fix.pp.value_or(1))) % *fix.ep != 0)
+    throw InputError("--fix", "ep",
+                     "must divide dp = devices / (tp*pp), which it cannot with " +
+                         std::to_string(n) + " devices; got " + std::to_string(*fix.ep));
+}
+
+// ep sizes for a data-parallel size dp: the divisors of dp that divide the number of
+// experts (1 only for a dense model).
+std::vector<int64_t> ep_sizes(const SearchRequest& req, int64_t dp) {
+  if (req.fixed.ep)
+    return dp % *req.fixed.ep == 0 ? std::vector<int64_t>{*req.fixed.ep} : std::vector<int64_t>{};
+  std::vector<int64_t> out;
+  for (int64_t e : divisors(dp))
+    if (req.model.num_experts % e == 0) out.push_back(e);
+  return out;
 }
 
 // tp sizes that split heads, key/value heads and the FFN evenly, within a node unless pinned.
@@ -180,7 +235,7 @@ class Collector {
   SearchResult result_;
 };
 
-// Every layout with this dp × tp × pp shape.
+// Every layout with this dp × tp × pp × ep shape.
 void search_shape(const SearchRequest& req, const ModelGraph& graph, const Topology& topo,
                   const ParallelLayout& shape, Collector& out) {
   const ModelSpec& model = req.model;
@@ -189,6 +244,8 @@ void search_shape(const SearchRequest& req, const ModelGraph& graph, const Topol
   const GroupLinks tp_links = slowest_group(topo, shape, Axis::tp);
   const GroupLinks dp_links = slowest_group(topo, shape, Axis::dp);
   const GroupLinks pp_links = neighbour_stage_links(topo, shape);
+  const GroupLinks ep_links = ep_links_of(topo, shape);
+  const GroupLinks expert_dp_links = expert_dp_links_of(topo, shape);
   for (int64_t vpp : pick(fix.vpp, {1, 2, 3, 4, 6, 8})) {
     if ((vpp > 1 && shape.pp == 1) || shape.pp * vpp > model.num_layers) continue;
     for (int64_t mb : pick(fix.micro_batch, divisors(per_replica))) {
@@ -200,8 +257,18 @@ void search_shape(const SearchRequest& req, const ModelGraph& graph, const Topol
         for (Recompute rc : pick(fix.recompute, {Recompute::none, Recompute::selective, Recompute::full})) {
           // Flash attention never stores the scores: selective recompute would equal none.
           if (rc == Recompute::selective && req.job.flash_attention && !fix.recompute) continue;
-          const LayerContext ctx{&model, &req.cluster.device, req.job.precision, mb, shape.tp, sp,
-                                 rc, req.job.flash_attention, tp_links, req.job.megatron_memory};
+          const LayerContext ctx{&model,
+                                 &req.cluster.device,
+                                 req.job.precision,
+                                 mb,
+                                 shape.tp,
+                                 sp,
+                                 rc,
+                                 req.job.flash_attention,
+                                 tp_links,
+                                 req.job.megatron_memory,
+                                 shape.ep,
+                                 ep_links};
           const auto table = std::make_shared<const StageTable>(build_stage_table(graph, ctx, shape.pp, vpp, pp_links));
           for (int zero : pick(fix.zero, {0, 1, 2, 3})) {
             if (zero > 0 && shape.dp == 1 && !fix.zero) continue;  // nothing to shard over
@@ -216,7 +283,8 @@ void search_shape(const SearchRequest& req, const ModelGraph& graph, const Topol
               l.recompute = rc;
               l.zero = zero;
               l.offload = off;
-              Prediction p = predict(req.cluster, req.job, model, l, *table, dp_links);
+              Prediction p =
+                  predict(req.cluster, req.job, model, l, *table, dp_links, 0.0, expert_dp_links);
               out.add(Candidate{l, req.calibration ? calibrated(p, *req.calibration) : std::move(p), table});
             }
           }
@@ -228,9 +296,18 @@ void search_shape(const SearchRequest& req, const ModelGraph& graph, const Topol
 
 LayerContext layer_context(const SearchRequest& req, const Topology& topo, const ParallelLayout& l,
                            bool megatron_memory) {
-  return LayerContext{&req.model, &req.cluster.device, req.job.precision, l.micro_batch, l.tp,
-                      l.sequence_parallel, l.recompute, req.job.flash_attention,
-                      slowest_group(topo, l, Axis::tp), megatron_memory};
+  return LayerContext{&req.model,
+                      &req.cluster.device,
+                      req.job.precision,
+                      l.micro_batch,
+                      l.tp,
+                      l.sequence_parallel,
+                      l.recompute,
+                      req.job.flash_attention,
+                      slowest_group(topo, l, Axis::tp),
+                      megatron_memory,
+                      l.ep,
+                      ep_links_of(topo, l)};
 }
 
 // The final candidates predicted again with their pipeline walked on the schedule table
@@ -243,7 +320,8 @@ void walk_pipelines(const SearchRequest& req, const Topology& topo, const ModelG
     // One stage: the walk is the closed form (m·stage), summed in another order.
     const double walked_s = c.layout.pp > 1 ? walked_pipeline_s(*c.table, c.layout.grad_accum) : 0.0;
     Prediction p = predict(req.cluster, req.job, req.model, c.layout, *c.table,
-                           slowest_group(topo, c.layout, Axis::dp), walked_s);
+                           slowest_group(topo, c.layout, Axis::dp), walked_s,
+                           expert_dp_links_of(topo, c.layout));
     if (req.job.megatron_memory) {
       JobSpec executor_job = req.job;
       executor_job.megatron_memory = false;
@@ -285,7 +363,10 @@ SearchResult search(const SearchRequest& req) {
       shape.tp = tp;
       shape.pp = pp;
       if ((req.fixed.dp && *req.fixed.dp != shape.dp) || req.job.global_batch % shape.dp != 0) continue;
-      search_shape(req, graph, topo, shape, collector);
+      for (int64_t ep : ep_sizes(req, shape.dp)) {
+        shape.ep = ep;
+        search_shape(req, graph, topo, shape, collector);
+      }
     }
   }
   if (collector.evaluated() == 0)

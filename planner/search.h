@@ -1,4 +1,4 @@
-// The search: every dp × tp × pp × vpp × zero × micro-batch × recompute × sequence
+// The search: every dp × tp × pp × vpp × ep × zero × micro-batch × recompute × sequence
 // parallel × offload layout of a model on N devices, pruned where sizes do not divide
 // or memory does not fit, ranked by predicted throughput.
 #pragma once
@@ -19,7 +19,7 @@ namespace sextant {
 
 // Axes pinned with --fix k=v,... (keys as in the JSON layout).
 struct FixedAxes {
-  std::optional<int64_t> dp, tp, pp, vpp, micro_batch, grad_accum;
+  std::optional<int64_t> dp, tp, pp, vpp, ep, micro_batch, grad_accum;
   std::optional<int> zero;
   std::optional<Recompute> recompute;
   std::optional<bool> sequence_parallel;
@@ -29,7 +29,7 @@ struct FixedAxes {
   bool complete() const;
 };
 
-// Parses "tp=8,pp=2,recompute=full"; throws InputError("--fix", key, ...) on bad input.
+// Parses "tp=8,pp=2,ep=4,recompute=full"; throws InputError("--fix", key, ...) on bad input.
 FixedAxes parse_fixed_axes(const std::string& text);
 
 struct SearchRequest {

@@ -46,6 +46,8 @@ void draw_op(EventWriter& w, const ScheduleOp& op, const StageTable& table, doub
               args);
     t = w.add(op.stage, TraceThread::tp_comm, trace_name::tp_comm, "tp-comm", t, c.fwd_tp_comm_s,
               args);
+    t = w.add(op.stage, TraceThread::tp_comm, trace_name::ep_all_to_all, "ep-comm", t,
+              c.fwd_ep_comm_s, args);
     nlohmann::json send = args;
     send["to_stage"] = (g + 1) % table.pp;
     send["what"] = "activation";
@@ -58,6 +60,8 @@ void draw_op(EventWriter& w, const ScheduleOp& op, const StageTable& table, doub
             args);
   t = w.add(op.stage, TraceThread::tp_comm, trace_name::tp_comm, "tp-comm", t, c.bwd_tp_comm_s,
             args);
+  t = w.add(op.stage, TraceThread::tp_comm, trace_name::ep_all_to_all, "ep-comm", t,
+            c.bwd_ep_comm_s, args);
   nlohmann::json send = args;
   send["to_stage"] = (g - 1 + table.pp) % table.pp;
   send["what"] = "input gradient";
@@ -94,9 +98,9 @@ const char* to_string(TraceThread thread) {
 
 const std::vector<std::string>& trace_event_names() {
   static const std::vector<std::string> names = {
-      trace_name::forward,   trace_name::backward,  trace_name::recompute,
-      trace_name::tp_comm,   trace_name::p2p_send,  trace_name::p2p_recv,
-      trace_name::dp_reduce, trace_name::optimizer, trace_name::offload, trace_name::all_to_all};
+      trace_name::forward,       trace_name::backward, trace_name::recompute, trace_name::tp_comm,
+      trace_name::ep_all_to_all, trace_name::p2p_send, trace_name::p2p_recv,  trace_name::dp_reduce,
+      trace_name::optimizer,     trace_name::offload};
   return names;
 }
 

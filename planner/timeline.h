@@ -5,10 +5,10 @@
 // The predicted step is the plan's schedule table (cost_model/schedule.h) walked with each
 // chunk's costs (StageTable::chunk_times, the numbers predict() sums), one process per
 // pipeline stage: no physics is computed here. Each op of the table is drawn as its parts
-// in the order the executor runs them: forward = compute, tp comm, p2p send; backward =
-// recompute, compute, tp comm, p2p send. After the last op, the step-level parts of the
-// prediction (TimeBreakdown): exposed dp communication, optimizer, offload. Its span is
-// the prediction's step time (scaled by the calibration where the plan has one).
+// in the order the executor runs them: forward = compute, tp comm, ep all-to-all (MoE),
+// p2p send; backward = recompute, compute, tp comm, ep all-to-all, p2p send. After the last op, the
+// step-level parts of the prediction (TimeBreakdown): exposed dp communication, optimizer, offload.
+// Its span is the prediction's step time (scaled by the calibration where the plan has one).
 #pragma once
 
 #include <cstdint>
@@ -32,12 +32,12 @@ inline constexpr const char* forward = "forward";
 inline constexpr const char* backward = "backward";
 inline constexpr const char* recompute = "recompute";
 inline constexpr const char* tp_comm = "tp comm";
+inline constexpr const char* ep_all_to_all = "ep all-to-all";  // MoE dispatch + combine
 inline constexpr const char* p2p_send = "p2p send";
 inline constexpr const char* p2p_recv = "p2p recv";
 inline constexpr const char* dp_reduce = "dp reduce";
 inline constexpr const char* optimizer = "optimizer";
 inline constexpr const char* offload = "offload";
-inline constexpr const char* all_to_all = "all to all";  // MoE dispatch / combine over the ep group
 }  // namespace trace_name
 // Every name above: what a trace of either kind may hold.
 const std::vector<std::string>& trace_event_names();

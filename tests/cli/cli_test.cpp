@@ -165,6 +165,56 @@ TEST_F(Cli, BadFlagsAndLayouts) {
   expect_refused(model + " --gpus 8 --global-batch 7 --fix dp=8", "global-batch");
 }
 
+// MoE: ep that cannot split the experts or dp, ep on a dense model, and MoE configs with
+// top-k above the expert count or an expert key missing.
+TEST_F(Cli, BadExpertParallelism) {
+  const std::string mixtral = "plan --model " SEXTANT_EXAMPLES
+                              "/models/mixtral-8x7b.json --gpus 16 --global-batch 64 --seq 4096";
+  expect_refused(mixtral + " --fix ep=3", "--fix: ep: must divide the number of experts 8; got 3");
+  expect_refused(mixtral + " --fix dp=2,tp=8,ep=4", "--fix: ep: must divide dp 2");
+  expect_refused(mixtral + " --fix tp=8,pp=2,ep=2",
+                 "--fix: ep: must divide dp = devices / (tp*pp)");
+  expect_refused(mixtral + " --fix ep=0", "--fix: ep: must be at least 1");
+  expect_refused("plan --model " + kLlama + " --gpus 16 --global-batch 64 --fix ep=2",
+                 "--fix: ep: must be 1 for a dense model");
+  const std::string rest = " --cluster dgx-h100-80gb --gpus 8 --global-batch 8 --seq 128";
+  const std::string moe = R"({"model_type": "mixtral", "hidden_size": 64, "intermediate_size": 128,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 256, %s})";
+  auto with = [&](const std::string& name, const std::string& fields) {
+    char buf[512];
+    std::snprintf(buf, sizeof buf, moe.c_str(), fields.c_str());
+    return write(name, buf);
+  };
+  expect_refused("plan --model " +
+                     with("topk.json", R"("num_local_experts": 4, "num_experts_per_tok": 5)") +
+                     rest,
+                 "topk.json: num_experts_per_tok: top-k 5 must not exceed num_local_experts 4");
+  expect_refused("plan --model " + with("noexperts.json", R"("num_experts_per_tok": 2)") + rest,
+                 "noexperts.json: num_local_experts: missing");
+  expect_refused("plan --model " + with("notopk.json", R"("num_local_experts": 4)") + rest,
+                 "notopk.json: num_experts_per_tok: missing");
+}
+
+// MoE planned end to end: ep pinned and searched, the all-to-all in the time breakdown, the
+// ep column in the table and the csv.
+TEST_F(Cli, MoePlanCarriesExpertParallelism) {
+  const std::string base =
+      "plan --model " SEXTANT_EXAMPLES
+      "/models/mixtral-8x7b.json --cluster dgx-h100-80gb --gpus 64 --global-batch 512 --seq 4096";
+  const CliRun pinned = run(base + " --fix ep=8,tp=1,pp=1 --format json --db " + path("s.db"));
+  ASSERT_EQ(pinned.status, 0) << pinned.err;
+  const nlohmann::json j = nlohmann::json::parse(pinned.out);
+  const nlohmann::json& best = j.at("candidates").at(0);
+  EXPECT_EQ(best.at("layout").at("ep"), 8);
+  EXPECT_GT(best.at("predicted").at("time").at("ep_comm_s").get<double>(), 0.0);
+  const CliRun table = run(base + " --db " + path("s.db"));
+  ASSERT_EQ(table.status, 0) << table.err;
+  EXPECT_NE(table.out.find("rank  dp  tp  pp  ep vpp"), std::string::npos) << table.out;
+  const CliRun csv = run(base + " --format csv --db " + path("s.db"));
+  ASSERT_EQ(csv.status, 0) << csv.err;
+  EXPECT_EQ(csv.out.rfind("rank,feasible,dp,tp,pp,ep,vpp", 0), 0u) << csv.out;
+}
+
 TEST_F(Cli, BadClusterFiles) {
   const std::string model = "plan --model " + kGpt2 + " --gpus 8 --global-batch 8 --cluster ";
   expect_refused(model + write("c1.json", R"({"name": "c", "nodes": 1, "devices_per_node": 8})"),

@@ -33,6 +33,56 @@ TEST(Layout, PipelineInsideDataParallelOrder) {
   EXPECT_EQ(rank_to_coord(l, 6), (RankCoord{1, 1, 0}));
 }
 
+// Expert groups, written out by hand. dp4 ep2 tp2 pp2, default order (rank = tp + 2·(dp +
+// 4·pp)): each dp group {d0, d1, d2, d3} splits into ep groups {d0, d1}, {d2, d3} (experts
+// spread over consecutive dp coordinates, Megatron-Core's tp-ep-dp order) and expert-dp
+// groups {d0, d2}, {d1, d3} (the ranks holding the same experts).
+TEST(Layout, ExpertGroupsDefaultOrder) {
+  ParallelLayout l;
+  l.dp = 4;
+  l.ep = 2;
+  l.tp = 2;
+  l.pp = 2;
+  EXPECT_EQ(rank_groups(l, Axis::dp),
+            (Groups{{0, 2, 4, 6}, {1, 3, 5, 7}, {8, 10, 12, 14}, {9, 11, 13, 15}}));
+  EXPECT_EQ(ep_groups(l),
+            (Groups{{0, 2}, {1, 3}, {4, 6}, {5, 7}, {8, 10}, {9, 11}, {12, 14}, {13, 15}}));
+  EXPECT_EQ(expert_dp_groups(l),
+            (Groups{{0, 4}, {1, 5}, {2, 6}, {3, 7}, {8, 12}, {9, 13}, {10, 14}, {11, 15}}));
+  EXPECT_EQ(ep_group_of(l, 6), (std::vector<int64_t>{4, 6}));
+  EXPECT_EQ(expert_dp_group_of(l, 6), (std::vector<int64_t>{2, 6}));
+}
+
+// The same sizes with dp outermost (rank = tp + 2·(pp + 2·dp)): dp groups stride 4, so an
+// ep group pairs ranks 4 apart and an expert-dp group ranks 8 apart.
+TEST(Layout, ExpertGroupsDataParallelOutermost) {
+  ParallelLayout l;
+  l.dp = 4;
+  l.ep = 2;
+  l.tp = 2;
+  l.pp = 2;
+  l.order = {Axis::tp, Axis::pp, Axis::dp};
+  EXPECT_EQ(rank_groups(l, Axis::dp),
+            (Groups{{0, 4, 8, 12}, {1, 5, 9, 13}, {2, 6, 10, 14}, {3, 7, 11, 15}}));
+  EXPECT_EQ(ep_groups(l),
+            (Groups{{0, 4}, {1, 5}, {2, 6}, {3, 7}, {8, 12}, {9, 13}, {10, 14}, {11, 15}}));
+  EXPECT_EQ(expert_dp_groups(l),
+            (Groups{{0, 8}, {1, 9}, {2, 10}, {3, 11}, {4, 12}, {5, 13}, {6, 14}, {7, 15}}));
+}
+
+// ep = dp: one ep group per dp group and expert-dp groups of one rank; ep = 1: the reverse.
+TEST(Layout, ExpertGroupsAtTheExtremes) {
+  ParallelLayout l;
+  l.dp = 4;
+  l.tp = 2;
+  l.ep = 4;
+  EXPECT_EQ(ep_groups(l), rank_groups(l, Axis::dp));
+  EXPECT_EQ(expert_dp_groups(l), (Groups{{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}}));
+  l.ep = 1;
+  EXPECT_EQ(expert_dp_groups(l), rank_groups(l, Axis::dp));
+  EXPECT_EQ(ep_groups(l), (Groups{{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}}));
+}
+
 TEST(Layout, CoordinatesRoundTripAndGroupsPartitionTheWorld) {
   ParallelLayout l;
   l.tp = 4;

@@ -1,12 +1,14 @@
 // ModelSpec: exact parameter counts of public configurations, HF defaults, bad input.
-#include <fstream>
+#include "cost_model/model_spec.h"
 
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
 
 #include "cost_model/error.h"
 #include "cost_model/json_fields.h"
 #include "cost_model/model_graph.h"
-#include "cost_model/model_spec.h"
 
 namespace sextant {
 namespace {
@@ -21,16 +23,35 @@ TEST(ModelSpec, PublishedParameterCountsAreExact) {
     ModelSpec m = model_spec_from_json(row.at("config"), row.at("name"));
     EXPECT_EQ(m.total_params(), row.at("params").get<int64_t>()) << row.at("name");
     EXPECT_EQ(ModelGraph(m).total_params(), m.total_params()) << row.at("name");
+    // MoE rows: the exact counts round to the model cards' totals and activated counts
+    // (given to 0.1B, or to 1B when a whole number).
+    for (const auto& [key, count] :
+         {std::pair<const char*, int64_t>{"published_total_b", m.total_params()},
+          {"published_active_b",
+           m.embedding_params() + m.num_layers * m.block_active_params() + m.head_params()}}) {
+      if (!row.contains(key)) continue;
+      const double published = row.at(key).get<double>();
+      const double tolerance = published == std::floor(published) ? 0.5 : 0.05;
+      EXPECT_NEAR(static_cast<double>(count) / 1e9, published, tolerance)
+          << row.at("name") << " " << key;
+    }
   }
 }
 
 TEST(ModelSpec, ShippedExamplesHaveTheirPublishedSizes) {
   // Counts of the Hugging Face checkpoints of these configurations.
-  const std::pair<const char*, int64_t> cases[] = {
-      {"gpt2.json", 124439808},        {"llama-2-7b.json", 6738415616},
-      {"llama-3-8b.json", 8030261248}, {"mixtral-8x7b.json", 46702792704},
-      {"gpt-neox-20b.json", 20554567680}, {"mistral-7b.json", 7241732096},
-      {"qwen2-0.5b.json", 494032768}};
+  const std::pair<const char*, int64_t> cases[] = {{"gpt2.json", 124439808},
+                                                   {"llama-2-7b.json", 6738415616},
+                                                   {"llama-3-8b.json", 8030261248},
+                                                   {"mixtral-8x7b.json", 46702792704},
+                                                   {"gpt-neox-20b.json", 20554567680},
+                                                   {"mistral-7b.json", 7241732096},
+                                                   {"qwen2-0.5b.json", 494032768},
+                                                   {"mixtral-8x22b.json", 140620634112},
+                                                   {"qwen1.5-moe-a2.7b.json", 14315784192},
+                                                   {"qwen2-57b-a14b.json", 57408658944},
+                                                   {"tiny-mixtral.json", 254784},
+                                                   {"tiny-qwen2-moe.json", 193728}};
   for (const auto& [file, params] : cases) {
     ModelSpec m = load_model_spec(std::string(SEXTANT_EXAMPLES "/models/") + file);
     EXPECT_EQ(m.total_params(), params) << file;

@@ -49,6 +49,7 @@ PlanFile make_plan(const std::string& model, int64_t gpus, int64_t global_batch,
   l.tp = f.tp.value_or(1);
   l.pp = f.pp.value_or(1);
   l.vpp = f.vpp.value_or(1);
+  l.ep = f.ep.value_or(1);
   l.zero = f.zero.value_or(0);
   l.micro_batch = f.micro_batch.value_or(1);
   l.grad_accum = global_batch / (l.dp * l.micro_batch);
@@ -58,11 +59,13 @@ PlanFile make_plan(const std::string& model, int64_t gpus, int64_t global_batch,
   EXPECT_EQ(l.world_size(), gpus) << fix;
   EXPECT_EQ(l.global_batch(), global_batch) << fix;
 
-  req.fixed = parse_fixed_axes(
-      "dp=" + std::to_string(l.dp) + ",tp=" + std::to_string(l.tp) + ",pp=" + std::to_string(l.pp) +
-      ",vpp=" + std::to_string(l.vpp) + ",zero=" + std::to_string(l.zero) +
-      ",micro_batch=" + std::to_string(l.micro_batch) + ",recompute=" + to_string(l.recompute) +
-      ",sequence_parallel=" + (l.sequence_parallel ? "true" : "false") + ",offload=" + to_string(l.offload));
+  req.fixed = parse_fixed_axes("dp=" + std::to_string(l.dp) + ",tp=" + std::to_string(l.tp) +
+                               ",pp=" + std::to_string(l.pp) + ",vpp=" + std::to_string(l.vpp) +
+                               ",ep=" + std::to_string(l.ep) + ",zero=" + std::to_string(l.zero) +
+                               ",micro_batch=" + std::to_string(l.micro_batch) +
+                               ",recompute=" + to_string(l.recompute) +
+                               ",sequence_parallel=" + (l.sequence_parallel ? "true" : "false") +
+                               ",offload=" + to_string(l.offload));
   req.top_k = 1;
   const Candidate best = search(req).candidates.at(0);
   EXPECT_EQ(layout_to_json(best.layout), layout_to_json(l)) << fix;
@@ -261,67 +264,39 @@ TEST(ExportMegatron, ArgumentsCarryTheLayout) {
 // megatron/training/arguments.py, or generated from a dataclass field name by
 // ArgumentGroupFactory ("--" + name with '_' -> '-', or the field's argparse_meta).
 TEST(ExportMegatron, WritesOnlyFlagsOfTheTargetedRelease) {
-  const std::set<std::string> known = {"--tensor-model-parallel-size",
-                                       "--pipeline-model-parallel-size",
-                                       "--num-virtual-stages-per-pipeline-rank",
-                                       "--pipeline-model-parallel-layout",
-                                       "--sequence-parallel",
-                                       "--use-tp-pp-dp-mapping",
-                                       "--micro-batch-size",
-                                       "--global-batch-size",
-                                       "--seq-length",
-                                       "--max-position-embeddings",
-                                       "--num-layers",
-                                       "--hidden-size",
-                                       "--ffn-hidden-size",
-                                       "--num-attention-heads",
-                                       "--group-query-attention",
-                                       "--num-query-groups",
-                                       "--kv-channels",
-                                       "--num-experts",
-                                       "--moe-router-topk",
-                                       "--moe-ffn-hidden-size",
-                                       "--normalization",
-                                       "--norm-epsilon",
-                                       "--swiglu",
-                                       "--position-embedding-type",
-                                       "--rotary-base",
-                                       "--rotary-percent",
-                                       "--untie-embeddings-and-output-weights",
-                                       "--disable-bias-linear",
-                                       "--add-qkv-bias",
-                                       "--hidden-dropout",
-                                       "--attention-dropout",
-                                       "--padded-vocab-size",
-                                       "--attention-backend",
-                                       "--bf16",
-                                       "--fp16",
-                                       "--grad-reduce-in-bf16",
-                                       "--accumulate-allreduce-grads-in-fp32",
-                                       "--initial-loss-scale",
-                                       "--min-loss-scale",
-                                       "--loss-scale-window",
-                                       "--hysteresis",
-                                       "--clip-grad",
-                                       "--recompute-granularity",
-                                       "--recompute-method",
-                                       "--recompute-num-layers",
-                                       "--recompute-modules",
-                                       "--use-distributed-optimizer",
-                                       "--use-megatron-fsdp",
-                                       "--data-parallel-sharding-strategy",
-                                       "--ckpt-format",
-                                       "--optimizer-cpu-offload",
-                                       "--optimizer-offload-fraction",
-                                       "--use-precision-aware-optimizer"};
+  const std::set<std::string> known = {
+      "--tensor-model-parallel-size", "--pipeline-model-parallel-size",
+      "--num-virtual-stages-per-pipeline-rank", "--pipeline-model-parallel-layout",
+      "--sequence-parallel", "--use-tp-pp-dp-mapping", "--micro-batch-size", "--global-batch-size",
+      "--seq-length", "--max-position-embeddings", "--num-layers", "--hidden-size",
+      "--ffn-hidden-size", "--num-attention-heads", "--group-query-attention", "--num-query-groups",
+      "--kv-channels", "--num-experts", "--moe-router-topk", "--moe-ffn-hidden-size",
+      // MoE, as listed in megatron/core/transformer/moe/README.md
+      // ("MoE Related Arguments"); the shared-expert gate is
+      // TransformerConfig.moe_shared_expert_gate.
+      "--expert-model-parallel-size", "--moe-token-dispatcher-type", "--moe-grouped-gemm",
+      "--moe-aux-loss-coeff", "--moe-router-pre-softmax", "--moe-shared-expert-intermediate-size",
+      "--moe-shared-expert-gate", "--normalization", "--norm-epsilon", "--swiglu",
+      "--position-embedding-type", "--rotary-base", "--rotary-percent",
+      "--untie-embeddings-and-output-weights", "--disable-bias-linear", "--add-qkv-bias",
+      "--hidden-dropout", "--attention-dropout", "--padded-vocab-size", "--attention-backend",
+      "--bf16", "--fp16", "--grad-reduce-in-bf16", "--accumulate-allreduce-grads-in-fp32",
+      "--initial-loss-scale", "--min-loss-scale", "--loss-scale-window", "--hysteresis",
+      "--clip-grad", "--recompute-granularity", "--recompute-method", "--recompute-num-layers",
+      "--recompute-modules", "--use-distributed-optimizer", "--use-megatron-fsdp",
+      "--data-parallel-sharding-strategy", "--ckpt-format", "--optimizer-cpu-offload",
+      "--optimizer-offload-fraction", "--use-precision-aware-optimizer"};
   PlanFile gpt2 = make_plan("gpt2", 8, 64, "dp=2,tp=2,pp=2,zero=1,micro_batch=4,offload=optimizer",
                             Precision::bf16, false, true, 1024);
   gpt2.layout.order = {Axis::tp, Axis::pp, Axis::dp};
   const PlanFile plans[] = {
-      megatron_check_plan(), gpt2,
+      megatron_check_plan(),
+      gpt2,
       make_plan("llama-2-7b", 8, 64, "dp=8,zero=3,micro_batch=2,recompute=selective",
                 Precision::fp16, true, false),
       make_plan("mixtral-8x7b", 32, 256, "dp=4,tp=8,zero=1,sequence_parallel=true"),
+      make_plan("mixtral-8x7b", 64, 256, "dp=16,tp=1,pp=4,vpp=8,ep=8,zero=1"),
+      make_plan("qwen1.5-moe-a2.7b", 16, 64, "dp=16,ep=4,zero=1"),
       make_plan("qwen2-0.5b", 8, 64, "dp=4,tp=2,zero=2", Precision::fp32)};
   for (const PlanFile& plan : plans)
     for (const auto& [flag, value] : megatron_args(export_megatron(plan)))
@@ -338,6 +313,28 @@ TEST(ExportMegatron, ArchitectureAndPrecisionOptions) {
   EXPECT_EQ(mixtral.at("--moe-router-topk"), "2");
   EXPECT_EQ(mixtral.at("--moe-ffn-hidden-size"), "14336");
   EXPECT_EQ(mixtral.at("--rotary-base"), "1000000");
+  EXPECT_EQ(mixtral.at("--expert-model-parallel-size"), "1");
+  EXPECT_EQ(mixtral.count("--moe-token-dispatcher-type"), 0u);  // ep 1: the allgather default
+
+  // Expert parallelism: Megatron-Core's reference mapping for Mixtral 8x7B (tp1 ep8 pp4 vp8).
+  auto ep8 = megatron_args(
+      export_megatron(make_plan("mixtral-8x7b", 64, 256, "dp=16,tp=1,pp=4,vpp=8,ep=8,zero=1")));
+  EXPECT_EQ(ep8.at("--expert-model-parallel-size"), "8");
+  EXPECT_EQ(ep8.at("--moe-token-dispatcher-type"), "alltoall");
+  EXPECT_EQ(ep8.at("--num-experts"), "8");
+  EXPECT_EQ(ep8.count("--moe-grouped-gemm"), 0u);        // one expert per rank
+  EXPECT_EQ(ep8.count("--moe-router-pre-softmax"), 0u);  // Mixtral renormalises its top 2
+  // Qwen1.5-MoE: 60 experts over ep 4 (15 per rank, grouped GEMM), softmax before top-4, the
+  // gated shared expert.
+  auto qwen_moe =
+      megatron_args(export_megatron(make_plan("qwen1.5-moe-a2.7b", 16, 64, "dp=16,ep=4,zero=1")));
+  EXPECT_EQ(qwen_moe.at("--expert-model-parallel-size"), "4");
+  EXPECT_EQ(qwen_moe.at("--moe-ffn-hidden-size"), "1408");
+  EXPECT_EQ(qwen_moe.at("--moe-router-topk"), "4");
+  EXPECT_EQ(qwen_moe.count("--moe-grouped-gemm"), 1u);
+  EXPECT_EQ(qwen_moe.count("--moe-router-pre-softmax"), 1u);
+  EXPECT_EQ(qwen_moe.at("--moe-shared-expert-intermediate-size"), "5632");
+  EXPECT_EQ(qwen_moe.count("--moe-shared-expert-gate"), 1u);
 
   auto qwen = megatron_args(
       export_megatron(make_plan("qwen2-0.5b", 8, 64, "dp=4,tp=2,zero=2", Precision::fp32)));
@@ -553,6 +550,23 @@ TEST(ExportRefusals, Torchtitan) {
       titan(make_plan("llama-3-8b", 16, 64, "dp=1,tp=16,sequence_parallel=true", Precision::fp32)),
       "torchtitan", "key/value heads");
   expect_refused(titan(llama("dp=32,zero=3,offload=optimizer")), "torchtitan", "optimizer-only");
+  expect_refused(titan(make_plan("mixtral-8x7b", 64, 256, "dp=64,ep=8,zero=0")), "torchtitan",
+                 "ep=8 with zero=0");
+}
+
+// MoE: torchtitan carries ep (and expert tp = tp) in [parallelism]; DeepSpeed's config
+// cannot express ep (it is model code there) and refuses it.
+TEST(ExportMoe, TorchtitanCarriesEpDeepSpeedRefusesIt) {
+  PARSE_TOML_OR_SKIP(
+      t, export_torchtitan(
+             make_plan("mixtral-8x7b", 64, 256, "dp=32,tp=2,ep=8,zero=3,sequence_parallel=true")));
+  EXPECT_EQ(t["parallelism"]["expert_parallel_degree"], 8);
+  EXPECT_EQ(t["parallelism"]["expert_tensor_parallel_degree"], 2);
+  EXPECT_EQ(t["parallelism"]["data_parallel_shard_degree"], 32);
+  const std::string ds =
+      refusal([] { export_deepspeed(make_plan("mixtral-8x7b", 64, 256, "dp=64,ep=8,zero=1")); });
+  expect_refused(ds, "deepspeed", "ep=8");
+  expect_refused(ds, "deepspeed", "deepspeed.moe.layer.MoE");
 }
 
 TEST(ExportTorchtitan, SelectiveUnderFlashAttentionIsNoRecompute) {

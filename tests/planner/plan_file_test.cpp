@@ -94,6 +94,9 @@ TEST(PlanFile, InconsistentFieldsAreRefusedByName) {
   expect_refused([](nlohmann::json& j) { j["job"]["precision"] = "fp8"; }, "precision");
   expect_refused([](nlohmann::json& j) { j["job"]["fp32_grads"] = "yes"; }, "fp32_grads");
   expect_refused([](nlohmann::json& j) { j["layout"]["zero"] = 4; }, "zero");
+  // Expert parallelism on a dense model, or not dividing dp.
+  expect_refused([](nlohmann::json& j) { j["layout"]["ep"] = j["layout"]["dp"]; }, "layout.ep");
+  expect_refused([](nlohmann::json& j) { j["layout"]["ep"] = 3; }, "ep");
   expect_refused([](nlohmann::json& j) { j["layout"]["grad_accum"] = 12; j["layout"]["dp"] = 4; j["job"]["global_batch"] = 48; }, "layout");
   expect_refused([](nlohmann::json& j) { j.erase("partition"); }, "partition");
   expect_refused([](nlohmann::json& j) { j["partition"][1]["stage"] = 5; }, "partition");

@@ -1,4 +1,6 @@
 // Search: enumeration, pruning, pinning, ranking.
+#include <set>
+
 #include <gtest/gtest.h>
 
 #include "cost_model/error.h"
@@ -79,6 +81,31 @@ TEST(Search, ImpossibleRequestsAreRefusedWithTheField) {
   EXPECT_NE(message(llama_request(64, 1024, "pp=64")).find("pp"), std::string::npos);
   EXPECT_NE(message(llama_request(64, 7, "dp=8")).find("global-batch"), std::string::npos);
   EXPECT_NE(message(llama_request(12, 64)).find("--gpus"), std::string::npos);
+}
+
+// ep: a dense model is searched at ep = 1 only; a MoE model at every ep dividing dp and the
+// experts (Mixtral: 8), and a pinned ep is kept.
+TEST(Search, ExpertParallelismIsSearchedForMoeModelsOnly) {
+  const SearchResult dense = search(llama_request(64, 1024));
+  for (const Candidate& c : dense.candidates) EXPECT_EQ(c.layout.ep, 1);
+  SearchRequest r;
+  r.model = load_model_spec(SEXTANT_EXAMPLES "/models/mixtral-8x7b.json", 4096);
+  r.cluster = load_cluster("dgx-h100-80gb");
+  r.gpus = 64;
+  r.job.global_batch = 512;
+  r.top_k = 200;
+  std::set<int64_t> seen;
+  for (const Candidate& c : search(r).candidates) {
+    EXPECT_EQ(c.layout.dp % c.layout.ep, 0);
+    EXPECT_EQ(8 % c.layout.ep, 0);
+    seen.insert(c.layout.ep);
+  }
+  EXPECT_GT(seen.size(), 1u);
+  r.fixed = parse_fixed_axes("ep=4,tp=2");
+  for (const Candidate& c : search(r).candidates) {
+    EXPECT_EQ(c.layout.ep, 4);
+    EXPECT_GT(c.prediction.time.ep_comm_s, 0.0);
+  }
 }
 
 TEST(Search, FixParsing) {

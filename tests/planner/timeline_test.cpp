@@ -43,6 +43,32 @@ const char* const kLayouts[] = {
     "dp=1,tp=8,pp=4,vpp=4,zero=0,micro_batch=1,recompute=full,sequence_parallel=true,offload=none",
 };
 
+// MoE: the all-to-all of each op is drawn ("ep all-to-all"), so the span still equals the
+// predicted step, and the drawn all-to-all sums to the prediction's ep_comm_s on a uniform
+// pipeline's stage 0 (its ops, m micro-batches).
+TEST(TimelineOfMoePlan, AllToAllIsDrawnAndTheSpanHolds) {
+  SearchRequest r;
+  r.model = load_model_spec(SEXTANT_EXAMPLES "/models/mixtral-8x7b.json", 4096);
+  r.cluster = load_cluster("dgx-h100-80gb");
+  r.gpus = 64;
+  r.job.global_batch = 256;
+  r.job.fp32_grads = true;
+  r.fixed = parse_fixed_axes(
+      "dp=16,tp=1,pp=4,vpp=8,ep=8,zero=1,micro_batch=1,recompute=none,"
+      "sequence_parallel=false,offload=none");
+  const SearchResult res = search(r);
+  ASSERT_EQ(res.candidates.size(), 1u);
+  const PlanFile plan =
+      plan_file_for(r, res.candidates.front(), nlohmann::json::object(), nlohmann::json::object());
+  ASSERT_GT(plan.prediction.time.ep_comm_s, 0.0);
+  const Timeline t = plan_timeline(plan, plan.cluster, "plan.json");
+  EXPECT_NEAR(t.span_us() / 1e6, plan.prediction.time.step_s, 1e-9 * plan.prediction.time.step_s);
+  double drawn_s = 0;
+  for (const TraceEvent& e : t.events)
+    if (e.name == trace_name::ep_all_to_all && e.process == 0) drawn_s += e.duration_us / 1e6;
+  EXPECT_NEAR(drawn_s, plan.prediction.time.ep_comm_s, 1e-6 * plan.prediction.time.ep_comm_s);
+}
+
 class TimelineOfPlan : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(TimelineOfPlan, SpanIsThePredictedStepTime) {
