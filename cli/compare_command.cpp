@@ -49,19 +49,23 @@ nlohmann::json number_or_null(double x) { return std::isnan(x) ? nlohmann::json(
 
 nlohmann::json breakdown_json(const RunComparison& r) {
   const PredictedParts p = predicted_parts(r.predicted_time);
+  const double measured_step_s = r.measured_step_time_s > 0 ? r.measured_step_time_s : NAN;
   return {{"predicted", {{"forward_backward_s", p.forward_backward_s}, {"optimizer_s", p.optimizer_s},
-                         {"comm_wait_s", p.comm_wait_s}}},
+                         {"comm_wait_s", p.comm_wait_s}, {"ep_comm_s", p.ep_comm_s},
+                         {"ep_comm_share", p.ep_comm_s / r.predicted_step_time_s}}},
           {"measured", {{"forward_s", number_or_null(r.measured_forward_s)},
                         {"backward_s", number_or_null(r.measured_backward_s)},
                         {"optimizer_s", number_or_null(r.measured_optimizer_s)},
-                        {"comm_wait_s", number_or_null(r.measured_comm_wait_s)}}}};
+                        {"comm_wait_s", number_or_null(r.measured_comm_wait_s)},
+                        {"ep_comm_s", number_or_null(r.measured_ep_comm_s)},
+                        {"ep_comm_share", number_or_null(r.measured_ep_comm_s / measured_step_s)}}}};
 }
 
 // Where each run's step time went, measured (medians over its steps, as the step time)
 // beside the plan's predicted breakdown; "-" where the run's steps did not measure it.
 void print_breakdowns(const std::vector<RunComparison>& runs, std::ostream& out) {
   out << "step breakdown (s): run  fwd meas  bwd meas  fwd+bwd pred/meas    err  optimizer pred/meas    err  "
-         "comm_wait pred/meas    err\n";
+         "comm_wait pred/meas    err  all-to-all share pred/meas\n";
   auto cell = [&](double x, int width) {
     if (std::isnan(x))
       out << std::setw(width) << "-";
@@ -74,6 +78,13 @@ void print_breakdowns(const std::vector<RunComparison>& runs, std::ostream& out)
       out << std::setw(7) << "-" << " ";
     else
       out << std::setprecision(1) << std::setw(7) << e << "%";
+  };
+  // The all-to-alls' share of the step, in percent; "-" without expert parallelism.
+  auto share = [&](double part_s, double step_s, int width) {
+    if (std::isnan(part_s) || !(step_s > 0) || part_s == 0)
+      out << std::setw(width) << "-";
+    else
+      out << std::setprecision(1) << std::setw(width - 1) << 100 * part_s / step_s << "%";
   };
   for (const RunComparison& r : runs) {
     const PredictedParts p = predicted_parts(r.predicted_time);
@@ -90,6 +101,8 @@ void print_breakdowns(const std::vector<RunComparison>& runs, std::ostream& out)
     cell(p.comm_wait_s, 12);
     cell(r.measured_comm_wait_s, 9);
     err(p.comm_wait_s, r.measured_comm_wait_s);
+    share(p.ep_comm_s, r.predicted_step_time_s, 18);
+    share(r.measured_ep_comm_s, r.measured_step_time_s, 9);
     out << "\n";
   }
 }

@@ -248,4 +248,13 @@ nlohmann::json model_spec_to_json(const ModelSpec& m) {
           {"params", m.total_params()}};
 }
 
+std::string expert_parallel_problem(const ModelSpec& m, int64_t ep) {
+  if (ep == 1) return "";
+  if (!m.is_moe())
+    return "ep = " + std::to_string(ep) + " needs a mixture-of-experts model; " + m.name + " is dense (use ep = 1)";
+  if (m.num_experts % ep != 0)
+    return "ep = " + std::to_string(ep) + " must divide the number of experts (" + std::to_string(m.num_experts) + ")";
+  return "";
+}
+
 }  // namespace sextant

@@ -76,4 +76,8 @@ ModelSpec load_model_spec(const std::string& path, int64_t seq_override = 0);
 
 nlohmann::json model_spec_to_json(const ModelSpec& spec);
 
+// What is wrong with expert parallelism `ep` for this model (ep > 1 on a dense model, ep
+// not dividing the experts); "" if nothing.
+std::string expert_parallel_problem(const ModelSpec& model, int64_t ep);
+
 }  // namespace sextant

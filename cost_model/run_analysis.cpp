@@ -25,7 +25,8 @@ void measure_steps(const std::vector<StepRecord>& steps, RunComparison& r) {
       {&StepRecord::forward_s, &RunComparison::measured_forward_s},
       {&StepRecord::backward_s, &RunComparison::measured_backward_s},
       {&StepRecord::optimizer_s, &RunComparison::measured_optimizer_s},
-      {&StepRecord::comm_wait_s, &RunComparison::measured_comm_wait_s}};
+      {&StepRecord::comm_wait_s, &RunComparison::measured_comm_wait_s},
+      {&StepRecord::ep_comm_s, &RunComparison::measured_ep_comm_s}};
   for (const auto& [from, to] : parts) {
     std::vector<double> values;
     for (size_t i = steps.size() > 1 ? 1 : 0; i < steps.size(); ++i)
@@ -35,8 +36,7 @@ void measure_steps(const std::vector<StepRecord>& steps, RunComparison& r) {
 }
 
 PredictedParts predicted_parts(const TimeBreakdown& t) {
-  return {t.compute_s + t.tp_comm_s + t.ep_comm_s, t.optimizer_s,
-          t.pp_p2p_s + t.bubble_s + t.dp_comm_s};
+  return {t.compute_s + t.tp_comm_s, t.optimizer_s, t.pp_p2p_s + t.bubble_s + t.dp_comm_s, t.ep_comm_s};
 }
 
 double error_pct(double predicted, double measured) {

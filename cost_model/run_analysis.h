@@ -37,14 +37,15 @@ struct RunComparison {
   // Measured breakdown (StepRecord's parts), medians over the steps the step time uses;
   // NaN where the run's steps did not measure it (stored before schema 6).
   double measured_forward_s = NAN, measured_backward_s = NAN, measured_optimizer_s = NAN,
-         measured_comm_wait_s = NAN;
+         measured_comm_wait_s = NAN, measured_ep_comm_s = NAN;
 };
 
 // The predicted breakdown in the measured one's terms: forward + backward is the compute
 // with its tp collectives (the executor times tp inside the layers), the comm wait is the
-// pipeline's p2p and bubble and the exposed dp communication.
+// pipeline's p2p and bubble and the exposed dp communication, and the MoE all-to-alls
+// stand apart (as the executor times them).
 struct PredictedParts {
-  double forward_backward_s = 0, optimizer_s = 0, comm_wait_s = 0;
+  double forward_backward_s = 0, optimizer_s = 0, comm_wait_s = 0, ep_comm_s = 0;
 };
 PredictedParts predicted_parts(const TimeBreakdown& time);
 

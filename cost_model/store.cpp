@@ -86,6 +86,10 @@ const std::vector<const char*>& migrations() {
       ALTER TABLE run_steps ADD COLUMN optimizer_s REAL;
       ALTER TABLE run_steps ADD COLUMN comm_wait_s REAL;
       )sql",
+      // The MoE all-to-alls of each step; NULL in steps stored before it was measured.
+      R"sql(
+      ALTER TABLE run_steps ADD COLUMN ep_comm_s REAL;
+      )sql",
   };
   return steps;
 }
@@ -303,7 +307,7 @@ void Store::append_step(int64_t run_id, const StepRecord& st) {
   write([&](SQLite::Database& db) {
     SQLite::Statement step(db,
         "INSERT INTO run_steps (run_id, step, loss, step_time_s, tokens_per_s, mfu, peak_bytes, forward_s, "
-        "backward_s, optimizer_s, comm_wait_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        "backward_s, optimizer_s, comm_wait_s, ep_comm_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     step.bind(1, run_id);
     step.bind(2, st.step);
     step.bind(3, st.loss);
@@ -312,7 +316,7 @@ void Store::append_step(int64_t run_id, const StepRecord& st) {
     step.bind(6, st.mfu);
     step.bind(7, st.peak_bytes);
     int column = 8;
-    for (double part : {st.forward_s, st.backward_s, st.optimizer_s, st.comm_wait_s}) {
+    for (double part : {st.forward_s, st.backward_s, st.optimizer_s, st.comm_wait_s, st.ep_comm_s}) {
       if (std::isnan(part))
         step.bind(column++);  // NULL: not measured
       else
@@ -352,8 +356,8 @@ std::vector<StoredRun> Store::runs() const {
   SQLite::Statement runs(*db_,
       "SELECT id, created_at, ended_at, status, error, plan_path, plan_json, data, world_size FROM runs ORDER BY id");
   SQLite::Statement steps(*db_,
-      "SELECT step, loss, step_time_s, tokens_per_s, mfu, peak_bytes, forward_s, backward_s, optimizer_s, comm_wait_s "
-      "FROM run_steps WHERE run_id = ? ORDER BY step");
+      "SELECT step, loss, step_time_s, tokens_per_s, mfu, peak_bytes, forward_s, backward_s, optimizer_s, comm_wait_s, "
+      "ep_comm_s FROM run_steps WHERE run_id = ? ORDER BY step");
   while (runs.executeStep()) {
     StoredRun r;
     r.id = runs.getColumn(0).getInt64();
@@ -369,8 +373,8 @@ std::vector<StoredRun> Store::runs() const {
     while (steps.executeStep()) {
       StepRecord s{steps.getColumn(0).getInt64(), steps.getColumn(1).getDouble(), steps.getColumn(2).getDouble(),
                    steps.getColumn(3).getDouble(), steps.getColumn(4).getDouble(), steps.getColumn(5).getDouble()};
-      double* parts[] = {&s.forward_s, &s.backward_s, &s.optimizer_s, &s.comm_wait_s};
-      for (int i = 0; i < 4; ++i)
+      double* parts[] = {&s.forward_s, &s.backward_s, &s.optimizer_s, &s.comm_wait_s, &s.ep_comm_s};
+      for (int i = 0; i < 5; ++i)
         if (!steps.getColumn(6 + i).isNull()) *parts[i] = steps.getColumn(6 + i).getDouble();
       r.steps.push_back(s);
     }

@@ -48,6 +48,7 @@ struct StepRecord {
   // Where the step's time went on the ranks (their mean; executor/step_clock.h): NaN in
   // steps stored before schema 6 measured it.
   double forward_s = NAN, backward_s = NAN, optimizer_s = NAN, comm_wait_s = NAN;
+  double ep_comm_s = NAN;  // MoE all-to-alls, apart from the parts above; NaN before schema 7
 };
 
 enum class RunStatus { running, finished, failed, aborted };

@@ -220,15 +220,6 @@ std::string unsupported_reason(const ModelSpec& m, const ParallelLayout& l) {
   return "";
 }
 
-std::string expert_parallel_problem(const ModelSpec& m, const ParallelLayout& l) {
-  if (l.ep == 1) return "";
-  if (!m.is_moe())
-    return "ep = " + std::to_string(l.ep) + " needs a mixture-of-experts model; " + m.name + " is dense (use ep = 1)";
-  if (m.num_experts % l.ep != 0)
-    return "ep = " + std::to_string(l.ep) + " must divide the number of experts (" + std::to_string(m.num_experts) + ")";
-  return "";
-}
-
 torch::Tensor embedding_forward(const ParamMap& p, const torch::Tensor& tokens, const ModelContext& ctx) {
   const ModelSpec& m = *ctx.model;
   const torch::Tensor w = at(p, "embed.weight");  // by value: GCC 13 -Wdangling-reference

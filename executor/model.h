@@ -43,9 +43,6 @@ std::vector<ParamSpec> layer_param_specs(const ModelSpec& model, LayerKind kind,
 torch::Tensor init_param(const ParamSpec& spec, uint64_t seed, int64_t tp_rank, int64_t tp);
 // The executor's own limits (MoE, vocabulary or heads not dividing tp, ...); "" if supported.
 std::string unsupported_reason(const ModelSpec& model, const ParallelLayout& layout);
-// What is wrong with the layout's ep for this model (ep > 1 on a dense model, ep not
-// dividing the experts); "" if nothing.
-std::string expert_parallel_problem(const ModelSpec& model, const ParallelLayout& layout);
 
 using ParamMap = std::unordered_map<std::string, torch::Tensor>;
 

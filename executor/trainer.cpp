@@ -386,8 +386,6 @@ class StepTracer {
 // Everything checked before any work: bad input is refused on every rank alike.
 torch::ScalarType check_input(const PlanFile& plan, const ExecuteOptions& o, int world_size) {
   const ParallelLayout& l = plan.layout;
-  if (const std::string why = expert_parallel_problem(plan.model, l); !why.empty())
-    throw InputError(o.plan_path, "layout.ep", why);
   if (world_size != l.world_size())
     throw InputError(o.plan_path, "layout", "dp*tp*pp = " + std::to_string(l.world_size()) + " but the job has " +
                                                 std::to_string(world_size) + " ranks; launch with mpirun -np " +
@@ -457,7 +455,7 @@ void execute_plan(const ExecuteOptions& o, std::ostream& log) {
       if (recorder)
         recorder->step({step, s.loss, s.step_time_s, tokens_per_step / s.step_time_s,
                         flops_per_step / s.step_time_s / peak, s.peak_bytes, s.parts.forward_s, s.parts.backward_s,
-                        s.parts.optimizer_s, s.parts.comm_wait_s},
+                        s.parts.optimizer_s, s.parts.comm_wait_s, s.parts.ep_comm_s},
                        s, scaler, plan.model.is_moe());
       tracer.after(step, comm, log);
       if (o.checkpoint_every > 0 && !o.checkpoint_dir.empty() && (step + 1) % o.checkpoint_every == 0)

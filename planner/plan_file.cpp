@@ -148,10 +148,8 @@ PlanFile plan_file_from_json(const nlohmann::json& json, const std::string& wher
     throw InputError(where, "layout", "dp*micro_batch*grad_accum must equal job.global_batch");
   if (p.layout.pp * p.layout.vpp > p.model.num_layers)
     throw InputError(where, "layout", "pp*vpp must not exceed the model's " + std::to_string(p.model.num_layers) + " layers");
-  if (p.model.num_experts % p.layout.ep != 0)
-    throw InputError(where, "layout.ep",
-                     "must divide the model's " + std::to_string(p.model.num_experts) +
-                         " experts (1 for a dense model); got " + std::to_string(p.layout.ep));
+  if (const std::string why = expert_parallel_problem(p.model, p.layout.ep); !why.empty())
+    throw InputError(where, "layout.ep", why);
   if (p.layout.vpp > 1 && p.layout.grad_accum % p.layout.pp != 0)
     throw InputError(where, "layout", "interleaving (vpp > 1) needs grad_accum divisible by pp");
   p.partition = partition_from_json(top, p.layout, p.model.num_layers);

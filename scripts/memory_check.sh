@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Predicted against measured peak memory per rank on CPU ranks (the counting allocator):
 # the layouts of scripts/calibration_loop.sh and of the executor-memory-predicted check, in
-# fp32, and a few in bf16. Two steps each; prints one row per run and the worst error.
+# fp32, a few in bf16, and MoE layouts with expert parallelism. Two steps each; prints one
+# row per run and the worst error.
 #   scripts/memory_check.sh [filter]     only the configurations whose line contains filter
 # Needs a build with the executor (build/cli/sextant). Exit status 1 when a run is off by
 # more than 10% (the bar of issue 13 item 4).
@@ -32,6 +33,14 @@ configurations=(  # model precision global-batch ranks layout
   "small-llama bf16 16 2 dp=2,tp=1,pp=1,micro_batch=4,zero=1,recompute=none,sequence_parallel=false,vpp=1"
   "mini-gpt2 bf16 16 1 dp=1,tp=1,pp=1,micro_batch=4,$base"
   "mini-gpt2 bf16 16 2 dp=2,tp=1,pp=1,micro_batch=4,zero=3,recompute=full,sequence_parallel=false,vpp=1"
+  # Mixture of experts (issue 14): ep carved from dp, experts' states over dp/ep.
+  "tiny-mixtral fp32 16 1 dp=1,tp=1,pp=1,ep=1,micro_batch=4,$base"
+  "tiny-mixtral fp32 16 2 dp=2,tp=1,pp=1,ep=2,micro_batch=4,$base"
+  "tiny-mixtral fp32 16 4 dp=4,tp=1,pp=1,ep=4,micro_batch=2,zero=1,recompute=none,sequence_parallel=false,vpp=1"
+  "tiny-mixtral fp32 16 4 dp=2,tp=2,pp=1,ep=2,micro_batch=4,$base"
+  "tiny-mixtral fp32 16 4 dp=2,tp=1,pp=2,ep=2,micro_batch=2,$base"
+  "tiny-qwen2-moe fp32 16 2 dp=2,tp=1,pp=1,ep=2,micro_batch=4,zero=3,recompute=full,sequence_parallel=false,vpp=1"
+  "tiny-qwen2-moe bf16 16 2 dp=2,tp=1,pp=1,ep=2,micro_batch=4,$base"
 )
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

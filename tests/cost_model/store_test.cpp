@@ -138,7 +138,7 @@ TEST(Store, OlderRunsMigrateAsFinished) {
             "DROP INDEX runs_by_status; ALTER TABLE runs DROP COLUMN error; ALTER TABLE runs DROP COLUMN status; "
             "ALTER TABLE run_steps DROP COLUMN forward_s; ALTER TABLE run_steps DROP COLUMN backward_s; "
             "ALTER TABLE run_steps DROP COLUMN optimizer_s; ALTER TABLE run_steps DROP COLUMN comm_wait_s; "
-            "PRAGMA user_version = 4");
+            "ALTER TABLE run_steps DROP COLUMN ep_comm_s; PRAGMA user_version = 4");
   }
   Store store(path);
   EXPECT_EQ(store.schema_version(), Store::latest_schema_version());
@@ -180,14 +180,30 @@ TEST(Store, Schema5StepsReadWithoutABreakdown) {
     SQLite::Database db(path, SQLite::OPEN_READWRITE);
     db.exec("ALTER TABLE run_steps DROP COLUMN forward_s; ALTER TABLE run_steps DROP COLUMN backward_s; "
             "ALTER TABLE run_steps DROP COLUMN optimizer_s; ALTER TABLE run_steps DROP COLUMN comm_wait_s; "
-            "PRAGMA user_version = 5");
+            "ALTER TABLE run_steps DROP COLUMN ep_comm_s; PRAGMA user_version = 5");
   }
   Store store(path);
-  EXPECT_EQ(store.schema_version(), 6);
+  EXPECT_EQ(store.schema_version(), 7);
   const StoredRun r = store.runs().at(0);
   ASSERT_EQ(r.steps.size(), 1u);
   EXPECT_EQ(r.steps[0].step_time_s, 0.1);
   EXPECT_TRUE(std::isnan(r.steps[0].forward_s));
+  EXPECT_TRUE(std::isnan(r.steps[0].ep_comm_s));
+}
+
+// A step's MoE all-to-all time is stored and read back; NaN (NULL) when not measured.
+TEST(Store, StepsKeepTheAllToAllTime) {
+  const std::string path = temp_db("store_ep_comm.db");
+  Store store(path);
+  const int64_t run = store.begin_run(a_run());
+  StepRecord moe{0, 1, 0.1, 10, 0.2, 1e6, 0.03, 0.05, 0.01, 0.002};
+  moe.ep_comm_s = 0.004;
+  store.append_step(run, moe);
+  store.append_step(run, {1, 1, 0.1, 10, 0.2, 1e6});
+  const StoredRun r = store.runs().at(0);
+  ASSERT_EQ(r.steps.size(), 2u);
+  EXPECT_EQ(r.steps[0].ep_comm_s, 0.004);
+  EXPECT_TRUE(std::isnan(r.steps[1].ep_comm_s));
 }
 
 }  // namespace

@@ -89,7 +89,7 @@ Result shell(const std::string& command) {
 
 // Every axis pinned: the case's keys override a single-rank, no-recompute layout.
 std::string full_fix(const std::string& fix) {
-  std::map<std::string, std::string> axes = {{"dp", "1"}, {"tp", "1"}, {"pp", "1"}, {"vpp", "1"}, {"zero", "0"},
+  std::map<std::string, std::string> axes = {{"dp", "1"}, {"tp", "1"}, {"pp", "1"}, {"vpp", "1"}, {"ep", "1"}, {"zero", "0"},
                                              {"micro_batch", "1"}, {"recompute", "none"},
                                              {"sequence_parallel", "false"}, {"offload", "none"}};
   std::stringstream in(fix);
@@ -110,24 +110,7 @@ int ranks_of(const std::string& fix) {
   return value("dp") * value("tp") * value("pp");
 }
 
-// Expert parallelism: until the planner searches ep (`--fix ep=N`), a plan with ep = N is
-// the plan of the same layout at ep = 1 with its layout's ep set (the plan reader checks
-// dp % ep). Once it does, this is true and the fix goes to the planner as it is.
-constexpr bool kPlannerFixesEp = false;
-
-// `fix` without its ep key, and that ep (1 if none).
-std::pair<std::string, int> without_ep(const std::string& fix) {
-  std::stringstream in(fix);
-  std::string item, rest;
-  int ep = 1;
-  while (std::getline(in, item, ',')) {
-    if (item.rfind("ep=", 0) == 0) ep = std::stoi(item.substr(3));
-    else rest += (rest.empty() ? "" : ",") + item;
-  }
-  return {rest, ep};
-}
-
-// Sets layout.ep of plan `name` (also what a plan the planner would refuse looks like).
+// Sets layout.ep of plan `name`: what a plan the planner refuses looks like.
 void set_ep(const std::string& name, int ep) {
   const fs::path file = work_dir() / ("plan-" + name + ".json");
   nlohmann::json p = nlohmann::json::parse(std::ifstream(file));
@@ -138,13 +121,9 @@ void set_ep(const std::string& name, int ep) {
 // `model`: a file of examples/models.
 Result plan(const std::string& name, const std::string& fix, const std::string& precision = "fp32",
             const std::string& model = "tiny-llama.json") {
-  const auto [planned_fix, ep] = kPlannerFixesEp ? std::pair<std::string, int>{fix, 1} : without_ep(fix);
-  const Result r = shell(std::string(SEXTANT_BINARY) + " plan --model " SEXTANT_EXAMPLES "/models/" + model +
-                         " --cluster local-cpu --gpus " + std::to_string(ranks_of(planned_fix)) +
-                         " --global-batch 8 --seq 32 --precision " + precision +
-                         " --top 1 --db plans.db --out plan-" + name + ".json --fix " + full_fix(planned_fix));
-  if (r.status == 0 && ep > 1) set_ep(name, ep);
-  return r;
+  return shell(std::string(SEXTANT_BINARY) + " plan --model " SEXTANT_EXAMPLES "/models/" + model +
+               " --cluster local-cpu --gpus " + std::to_string(ranks_of(fix)) + " --global-batch 8 --seq 32 --precision " +
+               precision + " --top 1 --db plans.db --out plan-" + name + ".json --fix " + full_fix(fix));
 }
 
 Result execute(const std::string& name, int ranks, const std::string& args, bool launcher = true) {
