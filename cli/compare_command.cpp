@@ -25,8 +25,10 @@ void require_store(const std::string& db) {
 
 std::string layout_label(const ParallelLayout& l) {
   std::ostringstream out;
-  out << "dp" << l.dp << " tp" << l.tp << " pp" << l.pp << " vpp" << l.vpp << " z" << l.zero << " mb" << l.micro_batch
-      << " ga" << l.grad_accum << " " << to_string(l.recompute) << (l.sequence_parallel ? " sp" : "");
+  out << "dp" << l.dp << " tp" << l.tp << " pp" << l.pp << " vpp" << l.vpp;
+  if (l.ep > 1) out << " ep" << l.ep;
+  out << " z" << l.zero << " mb" << l.micro_batch << " ga" << l.grad_accum << " " << to_string(l.recompute)
+      << (l.sequence_parallel ? " sp" : "");
   return out.str();
 }
 

@@ -296,7 +296,7 @@ class RunRecorder {
   static void follow() { agree(nullptr); }  // the other ranks' side of the constructor
 
   // `moe`: the metrics line also splits the loss into the language-model loss and the
-  // load-balancing loss. ep_comm_s (the all-to-alls) is not in the store's steps yet.
+  // load-balancing loss.
   void step(const StepRecord& r, const StepStats& s, const LossScaler& scaler, bool moe) {
     const bool skipped = s.skipped;
     if (store_) store_->append_step(run_id_, r);  // a killed run keeps every step it finished

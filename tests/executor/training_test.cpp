@@ -393,6 +393,16 @@ TEST(Training, MoeResumesBitIdenticallyAndCheckpointsEachExpertOnce) {
     EXPECT_NEAR(lm[i] + aux[i], a[i], 1e-6 * a[i]) << "step " << i;
   }
   for (double t : metric("m-moe-whole.jsonl", "ep_comm_s")) EXPECT_GT(t, 0);
+  // The store keeps the all-to-all time; compare sets its share of the step beside the plan's.
+  const Result cmp = shell(std::string(SEXTANT_BINARY) + " compare --db runs.db --format json");
+  ASSERT_EQ(cmp.status, 0) << cmp.out;
+  const nlohmann::json last = nlohmann::json::parse(cmp.out).back();
+  EXPECT_EQ(last["layout"]["ep"], 2);
+  const nlohmann::json& parts = last["breakdown"];
+  EXPECT_GT(parts["predicted"]["ep_comm_share"].get<double>(), 0);
+  EXPECT_GT(parts["measured"]["ep_comm_s"].get<double>(), 0);
+  EXPECT_NEAR(parts["measured"]["ep_comm_share"].get<double>(),
+              parts["measured"]["ep_comm_s"].get<double>() / last["step_time_s"]["measured"].get<double>(), 1e-12);
   std::printf("tiny-mixtral dp2 ep2: step 0 loss %.6f = lm %.6f + aux %.6f; ep_comm_s %.2e\n", a[0], lm[0], aux[0],
               metric("m-moe-whole.jsonl", "ep_comm_s")[0]);
 }
