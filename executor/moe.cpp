@@ -143,8 +143,9 @@ Exchange plan_exchange(const torch::Tensor& counts, int64_t ep, int64_t local, C
 // rows, outputs [R, h] in the same order. `received` is taken by value and dropped once
 // regrouped (the experts' matmuls keep the regrouped copy), and the per-expert outputs once
 // concatenated, so at most two [R, h] buffers beyond the kept ones are alive at once.
-torch::Tensor run_local_experts(const ParamMap& p, const std::string& prefix, torch::Tensor received,
-                                const Exchange& x, const ExpertRange& mine) {
+torch::Tensor run_local_experts(const ParamMap& p, const std::string& prefix,
+                                torch::Tensor received, const Exchange& x,
+                                const ExpertRange& mine) {
   std::vector<int64_t> per_expert;
   const std::vector<int64_t> order = rows_by_expert(x.received_counts, per_expert);
   const bool regroup = x.received_counts.size(0) > 1;  // one peer: already grouped by expert
