@@ -20,7 +20,7 @@ namespace sextant {
 
 // Bumped with every change that moves a prediction; tests/planner/cost_model_version_test.cpp
 // holds predictions against the version that made them.
-inline constexpr const char* kCostModelVersion = "sextant-cost-model 4";
+inline constexpr const char* kCostModelVersion = "sextant-cost-model 5";
 
 struct JobSpec {
   int64_t global_batch = 1;

@@ -114,23 +114,45 @@ double rotary_kept_bytes(const LayerContext& c, const Shape& d) {
   return k.bytes;
 }
 
-// MoE, what the straightforward executor keeps (sextant execute, executor/ MoE layer): the
-// router's fp32 softmax [T, E], top-k weights (fp32) and indices (int64) [T, k]; the tokens
-// this rank's experts received by all-to-all, [T·k, h] (the k copies in expert order; the
-// experts' first linear reads them); the expert outputs received back by the combine,
-// [T·k, h], which the weighted sum reads for the routing weights' gradient; the shared
-// expert's gate, up and SwiGLU output [T, f_shared / t] and its sigmoid gate [T, 1].
+// MoE, what executor/moe.cpp keeps for backward beyond the experts' gate, up and SwiGLU
+// output on the T·k routed rows (counted with the dense MLP's, block_none_bytes):
+//   route():          the fp32 softmax `probs` [T, E] (softmax keeps its output), topk's
+//                     indices [T, k] int64, and the routing weights [T, k] the weighted sum
+//                     reads, in the working dtype (fp32: topk's values themselves);
+//                     norm_topk_prob also keeps topk's fp32 values and their sum [T, 1] (the
+//                     division reads both);
+//   routed_experts(): `sorted` [T·k] int64 (index_copy back to slot order), sorted / k [T·k]
+//                     int64 (index_select of the tokens), under ep > 1 the regrouping order
+//                     `by_expert` [T·k] int64; the experts' input [T·k, h] (the regrouped rows
+//                     received by all-to-all; ep 1: the permuted tokens), read by their first
+//                     matmuls; `slots` [T·k, h], the returned outputs in slot order, read by the
+//                     weighted sum for the weights' gradient; the sources of the two
+//                     index_copy calls, [T·k, h] each (its backward formula expands to the
+//                     source's shape, so autograd keeps the source): the returned rows put back
+//                     in slot order and, under ep > 1, the concatenated expert outputs put back
+//                     in peer order (at ep 1 these are one tensor). The permuted tokens and the
+//                     rows received before regrouping are dropped once the next stage exists;
+//   shared expert:    gate, up and SwiGLU output [T, f_shared / t], the sigmoid gate [T, 1] and
+//                     the shared expert's output [T, h] (their product reads both).
+// Every tp rank routes all T tokens (gathered under sequence parallelism); only f is tp-split.
 double moe_kept_bytes(const LayerContext& c, const Shape& d) {
   if (!d.moe) return 0;
   Tensors k{*c.device};
-  k.add(d.T * d.experts * kFp32Bytes).add(d.T * d.k * kFp32Bytes).add(d.T * d.k * kInt64Bytes);
-  k.add(d.T * d.k * d.h * d.e, 2);
-  if (d.shared_f > 0) k.add(d.T * d.shared_f * d.e, 3).add(d.T * d.e);
+  k.add(d.T * d.experts * kFp32Bytes).add(d.T * d.k * kInt64Bytes).add(d.T * d.k * d.e);
+  if (c.model->norm_topk_prob) k.add(d.T * d.k * kFp32Bytes).add(d.T * kFp32Bytes);
+  const bool exchanged = d.local_experts < d.experts;
+  k.add(d.T * d.k * kInt64Bytes, exchanged ? 3 : 2);
+  k.add(d.T * d.k * d.h * d.e, exchanged ? 4 : 3);
+  if (d.shared_f > 0) k.add(d.T * d.shared_f * d.e, 3).add(d.T * d.e).add(d.T * d.h * d.e);
   return k.bytes;
 }
 
-// MoE, transient while the MLP's backward runs: the all-to-all send buffers of the dispatch
-// and combine gradients, [T·k, h] each, and the local experts' weight gradients.
+// MoE, transient at the first node of the MLP's backward (moe.cpp's weighted sum of the k
+// outputs): the gradient of `slots` [T·k, h] and the product of the incoming gradient with
+// `slots`, [T, k, h], summed for the routing weights' gradient, beside everything kept. Later
+// nodes free as much as they allocate: the gradients through the combine, the regrouping and
+// the experts' slices, [T·k, h] each, stand in for `slots` and the index_copy sources, freed
+// once their nodes have run.
 double moe_backward_bytes(const LayerContext& c, const Shape& d) {
   if (!d.moe) return 0;
   Tensors k{*c.device};
@@ -195,16 +217,19 @@ double block_workspace_bytes(const LayerContext& c, double params) {
   const DeviceSpec& dev = *c.device;
   const double mlp_weights = (d.swiglu ? 3 : 2) * d.h * d.f * d.local_experts,
                out_weights = d.q * d.h;
-  const double mlp_s = allocation_bytes(dev, d.T * d.k * d.f * d.e) * (d.swiglu ? 2 : 1) +
-                       allocation_bytes(dev, d.h * d.f * d.e) * d.local_experts +
-                       moe_backward_bytes(c, d);
+  // MoE: the experts' backward runs one expert at a time, on its T·k / L rows.
+  const double expert_rows = d.T * d.k / d.local_experts;
+  const double mlp_s =
+      std::max(moe_backward_bytes(c, d),
+               allocation_bytes(dev, expert_rows * d.f * d.e) * (d.swiglu ? 2 : 1) +
+                   allocation_bytes(dev, d.h * d.f * d.e) * d.local_experts);
   double core_s = core_backward_bytes(c, d, fused_attention(c));
   if (core_recomputed(c))
     core_s += core_kept_bytes(c, d, fused_attention(c), /*with_inputs=*/false);
   const double freed_s = allocation_bytes(dev, d.T * d.k * d.f * d.e) * (d.swiglu ? 3 : 2) +
                          allocation_bytes(dev, d.T * d.h * d.e) +
                          allocation_bytes(dev, d.hs_rows * d.h * d.e) +
-                         allocation_bytes(dev, d.T * d.q * d.e);
+                         allocation_bytes(dev, d.T * d.q * d.e) + moe_kept_bytes(c, d);
   const double attention_s =
       core_s + allocation_bytes(dev, (mlp_weights + out_weights) * d.e) - freed_s;
   const double end_s = allocation_bytes(dev, params * d.e) - block_none_bytes(c, d);

@@ -140,15 +140,18 @@ Exchange plan_exchange(const torch::Tensor& counts, int64_t ep, int64_t local, C
 }
 
 // This rank's experts on the rows it received [R, h] (peer order): each expert on its
-// rows, outputs [R, h] in the same order.
+// rows, outputs [R, h] in the same order. `received` is taken by value and dropped once
+// regrouped (the experts' matmuls keep the regrouped copy), and the per-expert outputs once
+// concatenated, so at most two [R, h] buffers beyond the kept ones are alive at once.
 torch::Tensor run_local_experts(const ParamMap& p, const std::string& prefix,
-                                const torch::Tensor& received, const Exchange& x,
+                                torch::Tensor received, const Exchange& x,
                                 const ExpertRange& mine) {
   std::vector<int64_t> per_expert;
   const std::vector<int64_t> order = rows_by_expert(x.received_counts, per_expert);
   const bool regroup = x.received_counts.size(0) > 1;  // one peer: already grouped by expert
   const torch::Tensor by_expert = torch::tensor(order, torch::kLong).to(received.device());
   const torch::Tensor expert_in = regroup ? received.index_select(0, by_expert) : received;
+  received = torch::Tensor();
   std::vector<torch::Tensor> outputs;
   int64_t row = 0;
   for (int64_t j = 0; j < mine.count; ++j) {
@@ -157,8 +160,10 @@ torch::Tensor run_local_experts(const ParamMap& p, const std::string& prefix,
     outputs.push_back(swiglu_mlp(p, name, expert_in.narrow(0, row, n)));
     row += n;
   }
-  const torch::Tensor out = torch::cat(outputs, 0);  // grouped by expert
-  return regroup ? torch::empty_like(out).index_copy(0, by_expert, out) : out;
+  torch::Tensor out = torch::cat(outputs, 0);  // grouped by expert
+  outputs.clear();
+  if (!regroup) return out;
+  return torch::empty_like(out).index_copy(0, by_expert, out);
 }
 
 // The routed experts on tokens [T, h]: this tp rank's partial Σ_k w_tk·expert_k(x_t), [T, h].
@@ -174,14 +179,17 @@ torch::Tensor routed_experts(const ParamMap& p, const std::string& prefix,
   const torch::Tensor slot_experts = r.experts.reshape({-1});
   const torch::Tensor sorted =
       std::get<1>(slot_experts.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
-  const torch::Tensor permuted = tokens.index_select(0, torch::div(sorted, k, "trunc"));
   const Exchange x =
       plan_exchange(torch::bincount(slot_experts, {}, m.num_experts), ep, mine.count, ctx.ep);
-  const torch::Tensor received = all_to_all_rows(permuted, x.send_rows, x.recv_rows, ctx.ep);
-  const torch::Tensor outputs = run_local_experts(p, prefix, received, x, mine);
-  const torch::Tensor returned = all_to_all_rows(outputs, x.recv_rows, x.send_rows, ctx.ep);
+  // Each [T·k, h] stage is dropped as soon as the next one exists (the permuted tokens once
+  // sent, the expert outputs once returned): autograd keeps none of them.
+  torch::Tensor rows = tokens.index_select(0, torch::div(sorted, k, "trunc"));
+  rows = all_to_all_rows(rows, x.send_rows, x.recv_rows, ctx.ep);
+  rows = run_local_experts(p, prefix, std::move(rows), x, mine);
+  rows = all_to_all_rows(rows, x.recv_rows, x.send_rows, ctx.ep);
   // Back to slot order, then each token's k outputs weighed and summed in slot order.
-  const torch::Tensor slots = torch::empty_like(returned).index_copy(0, sorted, returned);
+  const torch::Tensor slots = torch::empty_like(rows).index_copy(0, sorted, rows);
+  rows = torch::Tensor();
   return (slots.view({T, k, -1}) * r.weights.unsqueeze(-1)).sum(1);
 }
 
