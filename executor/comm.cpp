@@ -130,11 +130,9 @@ std::vector<int> element_counts(const std::vector<int64_t>& rows, int64_t row_el
 
 }  // namespace
 
-void MpiComm::all_to_all(const torch::Tensor& in, const std::vector<int64_t>& send_rows, torch::Tensor& out,
-                         const std::vector<int64_t>& recv_rows) {
-  require_contiguous_cpu(in, "all_to_all");
-  require_contiguous_cpu(out, "all_to_all");
-  if (static_cast<int>(send_rows.size()) != size_ || static_cast<int>(recv_rows.size()) != size_)
+void check_all_to_all(const torch::Tensor& in, const std::vector<int64_t>& send_rows, const torch::Tensor& out,
+                      const std::vector<int64_t>& recv_rows, int peers) {
+  if (static_cast<int>(send_rows.size()) != peers || static_cast<int>(recv_rows.size()) != peers)
     throw CommError("all_to_all: one count per peer");
   if (in.dim() < 1 || out.dim() < 1 || in.sizes().slice(1) != out.sizes().slice(1) ||
       in.scalar_type() != out.scalar_type())
@@ -144,6 +142,13 @@ void MpiComm::all_to_all(const torch::Tensor& in, const std::vector<int64_t>& se
   for (int64_t r : recv_rows) received += r;
   if (sent != in.size(0) || received != out.size(0))
     throw CommError("all_to_all: counts must add up to the rows of input and output");
+}
+
+void MpiComm::all_to_all(const torch::Tensor& in, const std::vector<int64_t>& send_rows, torch::Tensor& out,
+                         const std::vector<int64_t>& recv_rows) {
+  require_contiguous_cpu(in, "all_to_all");
+  require_contiguous_cpu(out, "all_to_all");
+  check_all_to_all(in, send_rows, out, recv_rows, size_);
   const int64_t row_elements = c10::multiply_integers(in.sizes().slice(1));
   std::vector<int> send_displs, recv_displs;
   const std::vector<int> send_counts = element_counts(send_rows, row_elements, send_displs);

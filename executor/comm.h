@@ -67,6 +67,11 @@ class Comm {
   virtual bool defers_async() const { return false; }
 };
 
+// The checks every backend's all_to_all makes on its arguments (counts per peer of a
+// group of `peers`, one row shape and dtype, counts adding up to the rows); CommError if not.
+void check_all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_rows, const torch::Tensor& output,
+                      const std::vector<int64_t>& recv_rows, int peers);
+
 class MpiComm final : public Comm {
  public:
   // Takes ownership of `comm` unless it is MPI_COMM_WORLD or MPI_COMM_SELF.

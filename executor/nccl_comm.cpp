@@ -157,16 +157,7 @@ void NcclComm::all_to_all(const torch::Tensor& in, const std::vector<int64_t>& s
                           const std::vector<int64_t>& recv_rows) {
   require_contiguous(in, "all_to_all");
   require_contiguous(out, "all_to_all");
-  if (static_cast<int>(send_rows.size()) != size_ || static_cast<int>(recv_rows.size()) != size_)
-    throw CommError("all_to_all: one count per peer");
-  if (in.dim() < 1 || out.dim() < 1 || in.sizes().slice(1) != out.sizes().slice(1) ||
-      in.scalar_type() != out.scalar_type())
-    throw CommError("all_to_all: input and output need one row shape and dtype");
-  int64_t sent = 0, received = 0;
-  for (int64_t r : send_rows) sent += r;
-  for (int64_t r : recv_rows) received += r;
-  if (sent != in.size(0) || received != out.size(0))
-    throw CommError("all_to_all: counts must add up to the rows of input and output");
+  check_all_to_all(in, send_rows, out, recv_rows, size_);
   const int64_t row = c10::multiply_integers(in.sizes().slice(1));
   const int64_t bytes = static_cast<int64_t>(in.element_size());
   comm_waits_for_compute();
